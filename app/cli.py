@@ -1,0 +1,183 @@
+"""The `rua` command: ingest files, serve the web app, manage the database."""
+
+from __future__ import annotations
+
+import glob
+import json
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from app.db import SchemaNotReady, get_engine, require_current_schema, upgrade_database
+from app.settings import Settings, get_settings
+from ingest.pipeline import IngestPipeline, InputOutcome
+
+cli = typer.Typer(help="Rua: a self-hosted DMARC report collector.", no_args_is_help=True,
+                  add_completion=False)
+db_cli = typer.Typer(help="Database schema management.", no_args_is_help=True)
+cli.add_typer(db_cli, name="db")
+
+err = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
+
+
+def _pipeline(settings: Settings) -> IngestPipeline:
+    engine = get_engine(settings.database_url)
+    try:
+        require_current_schema(engine)
+    except SchemaNotReady as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    return IngestPipeline(engine, settings.data_dir, settings.unpack_limits)
+
+
+def _expand(paths: list[str]) -> Iterator[str | Path]:
+    """Files as given, folders recursively, globs expanded; '-' is standard input."""
+    for given in paths:
+        if given == "-":
+            yield "-"
+            continue
+        path = Path(given)
+        if path.is_dir():
+            yield from sorted(p for p in path.rglob("*") if p.is_file())
+        elif path.exists() or not glob.has_magic(given):
+            yield path
+        else:
+            matches = sorted(glob.glob(given, recursive=True))
+            if not matches:
+                yield path  # reported as missing
+            for match in matches:
+                match_path = Path(match)
+                if match_path.is_dir():
+                    yield from sorted(p for p in match_path.rglob("*") if p.is_file())
+                else:
+                    yield match_path
+
+
+@cli.command()
+def ingest(
+    paths: Annotated[list[str] | None, typer.Argument(
+        help="Files, folders (read recursively), globs, or - for standard input.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON summary object.")] = False,
+    retry_failed: Annotated[bool, typer.Option(
+        "--retry-failed", help="Parse again every kept input that failed or was interrupted.")] = False,
+) -> None:
+    """Ingest report files; exits non-zero when any input failed."""
+    if not paths and not retry_failed:
+        err.print("[red]error:[/red] give at least one PATH (or - for stdin), or --retry-failed")
+        raise typer.Exit(2)
+    pipeline = _pipeline(get_settings())
+    started = time.perf_counter()
+    outcomes: list[InputOutcome] = []
+    targets = list(_expand(paths or []))
+    show_progress = not as_json and err.is_terminal and (len(targets) > 1 or retry_failed)
+    with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(),
+                  MofNCompleteColumn(), TimeRemainingColumn(), console=err,
+                  disable=not show_progress, transient=True) as progress:
+        task = progress.add_task("ingesting", total=len(targets) or None)
+        for target in targets:
+            if target == "-":
+                outcome = pipeline.ingest_stream(sys.stdin.buffer, "stdin")
+            else:
+                outcome = pipeline.ingest_path(Path(target))
+            outcomes.append(outcome)
+            progress.advance(task)
+            if not as_json:
+                _print_outcome(outcome)
+        if retry_failed:
+            for outcome in pipeline.retry_failed():
+                outcomes.append(outcome)
+                progress.advance(task)
+                if not as_json:
+                    _print_outcome(outcome)
+    elapsed = time.perf_counter() - started
+    summary = _summary(outcomes, elapsed)
+    if as_json:
+        out.print_json(data=summary) if out.is_terminal else print(json.dumps(summary))
+    else:
+        _print_summary(summary)
+    if summary["inputs_failed"]:
+        raise typer.Exit(1)
+
+
+def _summary(outcomes: list[InputOutcome], elapsed: float) -> dict[str, object]:
+    records = sum(o.records_new for o in outcomes)
+    failures = []
+    for outcome in outcomes:
+        if outcome.error:
+            failures.append({"input": outcome.source, "error": outcome.error})
+        failures.extend({"input": report.location, "error": report.error or ""}
+                        for report in outcome.reports if report.status == "failed")
+    return {
+        "inputs": len(outcomes),
+        "inputs_failed": sum(1 for o in outcomes if o.status in ("failed", "partial")),
+        "reports_new": sum(o.count("new") for o in outcomes),
+        "reports_duplicate": sum(o.count("duplicate") for o in outcomes),
+        "reports_failed": sum(o.count("failed") for o in outcomes),
+        "reports_deferred": sum(o.count("deferred") for o in outcomes),
+        "reports_conflicting": sum(1 for o in outcomes for r in o.reports if r.conflict_of),
+        "records_new": records,
+        "seconds": round(elapsed, 3),
+        "records_per_second": round(records / elapsed, 1) if elapsed > 0 else None,
+        "failures": failures,
+        "results": [asdict(o) for o in outcomes],
+    }
+
+
+def _print_outcome(outcome: InputOutcome) -> None:
+    for report in outcome.reports:
+        if report.status == "failed":
+            err.print(f"[red]failed[/red] {report.location}: {report.error}", highlight=False)
+        elif report.conflict_of:
+            err.print(f"[yellow]conflict[/yellow] {report.location}: same identity as report "
+                      f"{report.conflict_of}, different content; kept as report {report.report_id}",
+                      highlight=False)
+    if outcome.error:
+        err.print(f"[red]failed[/red] {outcome.source}: {outcome.error}", highlight=False)
+
+
+def _print_summary(summary: dict[str, object]) -> None:
+    rate = summary["records_per_second"]
+    out.print(
+        f"{summary['inputs']} inputs ({summary['inputs_failed']} failed) · reports: "
+        f"{summary['reports_new']} new, {summary['reports_duplicate']} duplicate, "
+        f"{summary['reports_failed']} failed, {summary['reports_deferred']} not parsed yet "
+        f"(failure/TLS) · {summary['records_new']} records in {summary['seconds']} s"
+        + (f" ({rate:,.0f} records/s)" if rate else ""), highlight=False)
+
+
+@cli.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+) -> None:
+    """Run the web app and JSON API."""
+    import uvicorn
+
+    settings = get_settings()
+    try:
+        require_current_schema(get_engine(settings.database_url))
+    except SchemaNotReady as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    uvicorn.run("app.main:create_app", factory=True, host=host, port=port,
+                log_level=settings.log_level.lower())
+
+
+@db_cli.command("upgrade")
+def db_upgrade() -> None:
+    """Apply all pending schema migrations to RUA_DATABASE_URL."""
+    settings = get_settings()
+    upgrade_database(settings.database_url)
+    err.print("database is up to date")
+
+
+def main() -> None:
+    cli()

@@ -1,0 +1,168 @@
+"""The store's tables: what Rua keeps of every input and every aggregate report.
+
+Designed for analytical reads over millions of records: records are keyed by (report,
+position) so bulk inserts need no id round-trips, source addresses are also kept as 16 bytes
+(IPv4 mapped into IPv6) so CIDR filters are index range scans on SQLite and PostgreSQL alike,
+and time and domain filters hit the report table's indexes before touching records.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Column, ForeignKeyConstraint, Index, LargeBinary, UniqueConstraint
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlmodel import Field, SQLModel
+
+JsonColumn = JSON().with_variant(JSONB(), "postgresql")
+
+
+class Original(SQLModel, table=True):
+    """An input exactly as received, content-addressed; failed ones are the quarantine."""
+
+    __tablename__ = "original"
+
+    sha256: str = Field(primary_key=True, max_length=64)
+    size: int = Field(sa_type=BigInteger)
+    container: str = Field(max_length=16)
+    storage_path: str = Field(max_length=255)
+    source: str = Field(max_length=1024, description="file path, upload name or mailbox it came from")
+    first_seen_at: datetime
+    last_seen_at: datetime
+    receipts: int = 1
+    status: str = Field(max_length=16, index=True, description="ok, partial, failed or deferred")
+    error: str | None = None
+    attempts: int = 1
+    reports_new: int = 0
+    reports_duplicate: int = 0
+    reports_failed: int = 0
+    reports_deferred: int = 0
+
+
+class Report(SQLModel, table=True):
+    """One aggregate report; identity is (org, report id, policy domain, begin, end)."""
+
+    __tablename__ = "aggregate_report"
+    __table_args__ = (
+        UniqueConstraint("identity_hash", "content_digest", name="uq_report_identity_content"),
+        Index("ix_report_domain_begin", "policy_domain", "date_begin"),
+        Index("ix_report_begin_end", "date_begin", "date_end"),
+        Index("ix_report_org", "org_name_key"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    identity_hash: str = Field(max_length=64, index=True)
+    content_digest: str | None = Field(default=None, max_length=64)
+    org_name: str | None = None
+    org_name_key: str | None = Field(default=None, description="case- and space-folded org_name")
+    email: str | None = None
+    extra_contact_info: str | None = None
+    report_id: str | None = None
+    policy_domain: str | None = Field(default=None, max_length=255)
+    date_begin: datetime | None = None
+    date_end: datetime | None = None
+    errors: list[str] = Field(default_factory=list, sa_column=Column(JsonColumn, nullable=False))
+    generator: str | None = None
+    version: str | None = Field(default=None, max_length=16)
+    xml_namespace: str | None = None
+    adkim: str | None = Field(default=None, max_length=8)
+    aspf: str | None = Field(default=None, max_length=8)
+    p: str | None = Field(default=None, max_length=16)
+    sp: str | None = Field(default=None, max_length=16)
+    np: str | None = Field(default=None, max_length=16)
+    pct: int | None = None
+    fo: str | None = Field(default=None, max_length=32)
+    testing: str | None = Field(default=None, max_length=8)
+    discovery_method: str | None = Field(default=None, max_length=16)
+    record_count: int = 0
+    message_count: int = Field(default=0, sa_type=BigInteger)
+    repair_notes: list[str] = Field(default_factory=list, sa_column=Column(JsonColumn, nullable=False))
+    conflict_of_id: int | None = Field(default=None, foreign_key="aggregate_report.id",
+                                       description="set on a copy whose content differs from the first")
+    original_sha256: str = Field(foreign_key="original.sha256", max_length=64)
+    location: str = Field(description="where in the input the report was found")
+    ingested_at: datetime
+
+
+class ReportOrigin(SQLModel, table=True):
+    """Every input a report arrived in: the first, and each duplicate delivery."""
+
+    __tablename__ = "report_origin"
+
+    report_id: int = Field(foreign_key="aggregate_report.id", primary_key=True, ondelete="CASCADE")
+    original_sha256: str = Field(foreign_key="original.sha256", primary_key=True, max_length=64)
+    location: str = Field(primary_key=True, max_length=1024)
+    received_at: datetime
+
+
+class Record(SQLModel, table=True):
+    """One `<record>` row, with its policy evaluation and identifiers."""
+
+    __tablename__ = "aggregate_record"
+    __table_args__ = (
+        Index("ix_record_source_ip", "source_ip_packed"),
+        Index("ix_record_header_from", "header_from"),
+    )
+
+    report_id: int = Field(foreign_key="aggregate_report.id", primary_key=True, ondelete="CASCADE")
+    record_no: int = Field(primary_key=True)
+    source_ip: str | None = Field(default=None, max_length=64)
+    source_ip_packed: bytes | None = Field(default=None, sa_type=LargeBinary)
+    count: int | None = Field(default=None, sa_type=BigInteger)
+    disposition: str | None = Field(default=None, max_length=16)
+    dkim: str | None = Field(default=None, max_length=8, description="policy_evaluated dkim")
+    spf: str | None = Field(default=None, max_length=8, description="policy_evaluated spf")
+    header_from: str | None = Field(default=None, max_length=255)
+    envelope_from: str | None = Field(default=None, max_length=255)
+    envelope_to: str | None = Field(default=None, max_length=255)
+    raw_values: dict[str, Any] | None = Field(default=None, sa_column=Column(JsonColumn, nullable=True))
+
+
+class _RecordPart(SQLModel):
+    report_id: int = Field(primary_key=True)
+    record_no: int = Field(primary_key=True)
+    seq: int = Field(primary_key=True)
+
+
+def _record_fk() -> ForeignKeyConstraint:
+    return ForeignKeyConstraint(["report_id", "record_no"],
+                                ["aggregate_record.report_id", "aggregate_record.record_no"],
+                                ondelete="CASCADE")
+
+
+class RecordReason(_RecordPart, table=True):
+    """A policy override reason (`<reason>`) of a record."""
+
+    __tablename__ = "record_reason"
+    __table_args__ = (_record_fk(),)
+
+    type: str | None = Field(default=None, max_length=32)
+    comment: str | None = None
+    type_raw: str | None = None
+
+
+class RecordDkimResult(_RecordPart, table=True):
+    """One DKIM signature's result as the reporter saw it."""
+
+    __tablename__ = "record_dkim_result"
+    __table_args__ = (_record_fk(),)
+
+    domain: str | None = Field(default=None, max_length=255)
+    selector: str | None = Field(default=None, max_length=255)
+    result: str | None = Field(default=None, max_length=16)
+    human_result: str | None = None
+    result_raw: str | None = None
+
+
+class RecordSpfResult(_RecordPart, table=True):
+    """One SPF check (mfrom or helo) as the reporter saw it."""
+
+    __tablename__ = "record_spf_result"
+    __table_args__ = (_record_fk(),)
+
+    domain: str | None = Field(default=None, max_length=255)
+    scope: str | None = Field(default=None, max_length=8)
+    result: str | None = Field(default=None, max_length=16)
+    human_result: str | None = None
+    result_raw: str | None = None

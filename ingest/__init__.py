@@ -1,0 +1,1 @@
+"""The ingest pipeline: bytes → unpack → parse → normalise → store."""

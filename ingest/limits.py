@@ -1,0 +1,64 @@
+"""Limits that keep hostile or broken inputs from exhausting memory, disk or time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ingest.errors import LimitExceeded
+
+
+@dataclass(frozen=True, slots=True)
+class UnpackLimits:
+    """Per-input limits; defaults fit the largest real reports with a wide margin."""
+
+    max_input_bytes: int = 512 * 1024 * 1024
+    max_decompressed_bytes: int = 4 * 1024 * 1024 * 1024
+    max_compression_ratio: int = 200
+    # the ratio is only judged once this much has been inflated: tiny streams have odd ratios
+    ratio_grace_bytes: int = 8 * 1024 * 1024
+    max_depth: int = 6
+    max_members: int = 1000
+    max_messages: int = 100_000
+
+
+@dataclass(slots=True)
+class DecompressionBudget:
+    """What one input has used so far, shared by every layer unpacked from it."""
+
+    limits: UnpackLimits
+    decompressed_bytes: int = 0
+    members: int = 0
+    messages: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def charge_bytes(self, n: int) -> None:
+        self.decompressed_bytes += n
+        if self.decompressed_bytes > self.limits.max_decompressed_bytes:
+            raise LimitExceeded(
+                "max_decompressed_bytes", self.limits.max_decompressed_bytes,
+                "the input inflates to more than that many bytes in total")
+
+    def charge_member(self, what: str) -> None:
+        self.members += 1
+        if self.members > self.limits.max_members:
+            raise LimitExceeded(
+                "max_members", self.limits.max_members,
+                f"the input holds more {what} than allowed")
+
+    def charge_message(self) -> None:
+        self.messages += 1
+        if self.messages > self.limits.max_messages:
+            raise LimitExceeded(
+                "max_messages", self.limits.max_messages, "the mbox holds more messages than allowed")
+
+    def check_depth(self, depth: int) -> None:
+        if depth > self.limits.max_depth:
+            raise LimitExceeded(
+                "max_depth", self.limits.max_depth, "containers are nested deeper than allowed")
+
+    def check_ratio(self, inflated: int, compressed: int) -> None:
+        limits = self.limits
+        if inflated > limits.ratio_grace_bytes and inflated > compressed * limits.max_compression_ratio:
+            raise LimitExceeded(
+                "max_compression_ratio", limits.max_compression_ratio,
+                f"{inflated} bytes inflated from {compressed} compressed bytes")
