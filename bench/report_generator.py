@@ -77,9 +77,8 @@ _SPF_RESULTS = ["pass", "pass", "fail", "softfail", "neutral", "none", "temperro
 
 def _source_ip(rng: random.Random) -> str:
     if rng.random() < 0.15:
-        return "2001:db8:%x:%x::%x" % (rng.randrange(65536), rng.randrange(65536), rng.randrange(65536))
-    return "%d.%d.%d.%d" % (rng.randrange(1, 224), rng.randrange(256), rng.randrange(256),
-                            rng.randrange(1, 255))
+        return f"2001:db8:{rng.randrange(65536):x}:{rng.randrange(65536):x}::{rng.randrange(65536):x}"
+    return f"{rng.randrange(1, 224)}.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
 
 
 def _record(rng: random.Random) -> str:

@@ -9,20 +9,13 @@ that a human could still read.
 from __future__ import annotations
 
 import ipaddress
+import json
 import socket
 from datetime import UTC, datetime
 from functools import lru_cache
 
-from ingest.aggregate_parser import RawRecord, RawReportHeader
-from ingest.aggregate_report import (
-    AggregateRecord,
-    DkimResult,
-    PolicyOverride,
-    PublishedPolicy,
-    RepairNotes,
-    ReportHeader,
-    SpfResult,
-)
+from ingest.aggregate_report import PublishedPolicy, RawReportHeader, RepairNotes, ReportHeader
+from ingest.record_batch import Row
 
 
 def _vocabulary(values: str, **synonyms: str) -> dict[str, str]:
@@ -187,100 +180,96 @@ def normalise_header(raw: RawReportHeader, notes: RepairNotes) -> ReportHeader:
     )
 
 
-def normalise_record(raw: RawRecord, notes: RepairNotes) -> AggregateRecord | None:
-    """A canonical record, or None (noted) when nothing in it could be read.
+def record_row(number: int, ip: str | None, count_text: str | None, disposition_text: str | None,
+               dkim_text: str | None, spf_text: str | None, header_from_text: str | None,
+               envelope_from_text: str | None, envelope_to_text: str | None,
+               notes: RepairNotes) -> Row:
+    """One record's row (`RECORD_COLUMNS`) from its texts.
 
     This runs once per record, millions of times: each value takes a dictionary lookup
     when it is already canonical, and the general (noting) path only when it is not.
     """
-    position = raw.position
-    if raw.missing:
-        if len(raw.missing) == 3:
-            notes.add("record could not be read (no row, identifiers or auth_results); skipped",
-                      position)
-            return None
-        notes.add("record lacks <" + ">, <".join(raw.missing) + ">", position)
     kept: dict[str, str] = {}
-
-    source_ip = packed = None
-    text = raw.source_ip
-    address = _address(text) if text is not None else None
+    address = _address(ip) if ip is not None else None
     if address is not None:
         source_ip, packed = address
-        if source_ip != text:
-            kept["source_ip"] = text[:100]  # type: ignore[index]
+        if source_ip != ip:
+            kept["source_ip"] = ip[:100]  # type: ignore[index]
     else:
-        source_ip, packed = _slow_address(text, notes, position, kept)
+        source_ip, packed = _slow_address(ip, notes, number, kept)
 
-    text = raw.count
     try:
-        count: int | None = int(text)  # type: ignore[arg-type]
+        count: int | None = int(count_text)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         count = None
     if count is None or count < 0:
-        count = _slow_count(text, notes, position, kept)
+        count = _slow_count(count_text, notes, number, kept)
 
-    text = raw.disposition
-    disposition = DISPOSITIONS.get(text) if text is not None else None
-    if disposition != text:
-        disposition = _fold(text, DISPOSITIONS, "disposition", notes, position, kept, "disposition")
-        if disposition is None and "disposition" not in kept:
-            notes.add("disposition is missing or empty", position)
-    text = raw.dkim
-    dkim = POLICY_RESULTS.get(text) if text is not None else None
-    if dkim != text:
-        dkim = _fold(text, POLICY_RESULTS, "policy_evaluated dkim", notes, position, kept, "dkim")
-    text = raw.spf
-    spf = POLICY_RESULTS.get(text) if text is not None else None
-    if spf != text:
-        spf = _fold(text, POLICY_RESULTS, "policy_evaluated spf", notes, position, kept, "spf")
+    disposition = DISPOSITIONS.get(disposition_text) if disposition_text is not None else None
+    if disposition is None or disposition != disposition_text:
+        disposition = _required(disposition_text, DISPOSITIONS, "disposition", notes, number, kept)
+    dkim = POLICY_RESULTS.get(dkim_text) if dkim_text is not None else None
+    if dkim is None or dkim != dkim_text:
+        dkim = _required(dkim_text, POLICY_RESULTS, "dkim", notes, number, kept)
+    spf = POLICY_RESULTS.get(spf_text) if spf_text is not None else None
+    if spf is None or spf != spf_text:
+        spf = _required(spf_text, POLICY_RESULTS, "spf", notes, number, kept)
 
-    header_from = _domain(raw.header_from)
+    header_from = _domain(header_from_text)
     if header_from is None:
-        notes.add("header_from is missing or empty", position)
-    text = raw.envelope_from
-    envelope_from = _domain(text) if text else _envelope_from(text, kept)
-    if envelope_from is not None and ("@" in envelope_from or envelope_from == "<>"):
-        envelope_from = _envelope_from(text, kept)
+        notes.add("header_from is missing or empty", number)
+    envelope_from = _domain(envelope_from_text) if envelope_from_text else None
+    if envelope_from is None or "@" in envelope_from or envelope_from == "<>":
+        envelope_from = _envelope_from(envelope_from_text, kept)
+    envelope_to = _domain(envelope_to_text) if envelope_to_text else None
+    return (number, source_ip, packed, count, disposition, dkim, spf, header_from, envelope_from,
+            envelope_to, json.dumps(kept) if kept else None)
 
-    dkim_results = []
-    for domain, selector, outcome, human in raw.dkim_results:
-        value = DKIM_RESULTS.get(outcome) if outcome is not None else None
-        outcome_raw = None
-        if value != outcome:
-            value = _fold(outcome, DKIM_RESULTS, "DKIM result", notes, position)
-            outcome_raw = _changed(outcome, value)
-        dkim_results.append(DkimResult(_domain(domain), _text(selector), value,
-                                       _text(human) if human else None, outcome_raw))
-    spf_results = []
-    for domain, scope, outcome, human in raw.spf_results:
-        value = SPF_RESULTS.get(outcome) if outcome is not None else None
-        outcome_raw = None
-        if value != outcome:
-            value = _fold(outcome, SPF_RESULTS, "SPF result", notes, position)
-            outcome_raw = _changed(outcome, value)
-        scope_value = SPF_SCOPES.get(scope) if scope is not None else None
-        if scope_value != scope:
-            scope_value = _fold(scope, SPF_SCOPES, "SPF scope", notes, position)
-        spf_results.append(SpfResult(_domain(domain), scope_value, value,
-                                     _text(human) if human else None, outcome_raw))
 
-    return AggregateRecord(
-        position=position,
-        source_ip=source_ip,
-        source_ip_packed=packed,
-        count=count,
-        disposition=disposition,
-        dkim=dkim,
-        spf=spf,
-        header_from=header_from,
-        envelope_from=envelope_from,
-        envelope_to=_domain(raw.envelope_to) if raw.envelope_to else None,
-        reasons=tuple(_reason(reason, notes, position) for reason in raw.reasons) if raw.reasons else (),
-        dkim_results=tuple(dkim_results),
-        spf_results=tuple(spf_results),
-        raw=kept or None,
-    )
+def dkim_row(number: int, seq: int, domain: str | None, selector: str | None, result: str | None,
+             human: str | None, notes: RepairNotes) -> Row:
+    """One DKIM result's row (`DKIM_COLUMNS`)."""
+    value = DKIM_RESULTS.get(result) if result is not None else None
+    result_raw = None
+    if value != result:
+        value = _fold(result, DKIM_RESULTS, "DKIM result", notes, number)
+        result_raw = _changed(result, value)
+    return (number, seq, _domain(domain), _text(selector) if selector else None, value,
+            _text(human) if human else None, result_raw)
+
+
+def spf_row(number: int, seq: int, domain: str | None, scope: str | None, result: str | None,
+            human: str | None, notes: RepairNotes) -> Row:
+    """One SPF result's row (`SPF_COLUMNS`)."""
+    value = SPF_RESULTS.get(result) if result is not None else None
+    result_raw = None
+    if value != result:
+        value = _fold(result, SPF_RESULTS, "SPF result", notes, number)
+        result_raw = _changed(result, value)
+    scope_value = SPF_SCOPES.get(scope) if scope is not None else None
+    if scope_value != scope:
+        scope_value = _fold(scope, SPF_SCOPES, "SPF scope", notes, number)
+    return (number, seq, _domain(domain), scope_value, value, _text(human) if human else None,
+            result_raw)
+
+
+def reason_row(number: int, seq: int, type_text: str | None, comment: str | None,
+               notes: RepairNotes) -> Row:
+    """One policy override reason's row (`REASON_COLUMNS`)."""
+    value = _fold(type_text, OVERRIDE_TYPES, "override reason type", notes, number)
+    if _text(type_text) is None:
+        notes.add("empty override reason type", number)
+    return (number, seq, value, _text(comment), _changed(type_text, value))
+
+
+def _required(text: str | None, vocabulary: dict[str, str], name: str, notes: RepairNotes,
+              number: int, kept: dict[str, str]) -> str | None:
+    """The slow path of a required policy_evaluated value: fold it, or note it missing."""
+    what = name if name == "disposition" else f"policy_evaluated {name}"
+    value = _fold(text, vocabulary, what, notes, number, kept, name)
+    if value is None and name not in kept:
+        notes.add(f"{what} is missing or empty", number)
+    return value
 
 
 def _changed(text: str | None, value: str | None) -> str | None:
@@ -346,11 +335,3 @@ def _envelope_from(text: str | None, kept: dict[str, str]) -> str | None:
         kept["envelope_from"] = value[:255]
         value = value.rpartition("@")[2].strip("<> ")
     return value.lower().rstrip(".") or ""
-
-
-def _reason(reason: tuple[str | None, str | None], notes: RepairNotes, position: int) -> PolicyOverride:
-    type_text, comment = reason
-    value = _fold(type_text, OVERRIDE_TYPES, "override reason type", notes, position)
-    if _text(type_text) is None:
-        notes.add("empty override reason type", position)
-    return PolicyOverride(type=value, comment=_text(comment), type_raw=_changed(type_text, value))

@@ -1,10 +1,13 @@
-"""The normalised shape of an aggregate report, as the store keeps it."""
+"""The normalised shape of an aggregate report's header, and the notes on what was repaired.
+
+Records are carried as rows (see `record_batch`), not objects: at a million records per
+report an object per record and per result costs more than the parse itself.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import NamedTuple
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,48 +41,6 @@ class ReportHeader:
     policy: PublishedPolicy
 
 
-class PolicyOverride(NamedTuple):
-    type: str | None
-    comment: str | None
-    type_raw: str | None = None
-
-
-class DkimResult(NamedTuple):
-    domain: str | None
-    selector: str | None
-    result: str | None
-    human_result: str | None
-    result_raw: str | None = None
-
-
-class SpfResult(NamedTuple):
-    domain: str | None
-    scope: str | None
-    result: str | None
-    human_result: str | None
-    result_raw: str | None = None
-
-
-@dataclass(slots=True)
-class AggregateRecord:
-    """One row of a report; `raw` keeps original values that normalisation changed."""
-
-    position: int
-    source_ip: str | None
-    source_ip_packed: bytes | None
-    count: int | None
-    disposition: str | None
-    dkim: str | None
-    spf: str | None
-    header_from: str | None
-    envelope_from: str | None
-    envelope_to: str | None
-    reasons: tuple[PolicyOverride, ...] = ()
-    dkim_results: tuple[DkimResult, ...] = ()
-    spf_results: tuple[SpfResult, ...] = ()
-    raw: dict[str, str] | None = None
-
-
 @dataclass(slots=True)
 class RepairNotes:
     """What had to be repaired or guessed, grouped so 100k identical problems make one line."""
@@ -93,6 +54,19 @@ class RepairNotes:
         else:
             self._counts[message] = 1
             self._first[message] = position
+
+    def merge(self, other: RepairNotes) -> None:
+        """Fold in notes gathered elsewhere (another batch, another process)."""
+        for message, count in other._counts.items():
+            first = other._first[message]
+            if message in self._counts:
+                self._counts[message] += count
+                mine = self._first[message]
+                if first is not None and (mine is None or first < mine):
+                    self._first[message] = first
+            else:
+                self._counts[message] = count
+                self._first[message] = first
 
     def extend(self, messages: list[str]) -> None:
         for message in messages:
@@ -112,3 +86,15 @@ class RepairNotes:
 
     def __bool__(self) -> bool:
         return bool(self._counts)
+
+
+@dataclass(slots=True)
+class RawReportHeader:
+    """The document-level texts: version, report_metadata and policy_published."""
+
+    namespace: str | None = None
+    version: str | None = None
+    metadata: dict[str, str | None] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    policy: dict[str, str | None] = field(default_factory=dict)
+    seen: set[str] = field(default_factory=set)

@@ -20,17 +20,17 @@ from typing import BinaryIO
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from ingest.aggregate_normaliser import normalise_header, normalise_record
-from ingest.aggregate_parser import AggregateParser
-from ingest.aggregate_report import AggregateRecord, RepairNotes, ReportHeader
+from ingest.aggregate_normaliser import normalise_header
+from ingest.aggregate_report import RepairNotes, ReportHeader
+from ingest.aggregate_source import AggregateSource, open_aggregate
 from ingest.errors import IngestError, LimitExceeded
 from ingest.limits import DecompressionBudget, UnpackLimits
 from ingest.original_store import OriginalStore, StoredOriginal
-from ingest.report_identity import ContentDigest, ReportIdentity
+from ingest.parallel_parser import ParallelUnsuitable
+from ingest.report_identity import ContentDigest, ReportIdentity, header_values
 from ingest.report_store import ReportStore, ReportTransaction
 from ingest.unpack import Opener, Payload, ReportKind, UnpackFailure, unpack
 
-_BATCH = 5000
 log = logging.getLogger(__name__)
 
 
@@ -163,62 +163,59 @@ class IngestPipeline:
         raise AssertionError("unreachable")
 
     def _store_aggregate_once(self, payload: Payload, sha256: str) -> ReportOutcome:
+        try:
+            return self._store_with(payload, sha256, parallel=True)
+        except ParallelUnsuitable:
+            # found out mid-document; the transaction was rolled back: read it serially
+            return self._store_with(payload, sha256, parallel=False)
+
+    def _store_with(self, payload: Payload, sha256: str, parallel: bool) -> ReportOutcome:
         notes = RepairNotes()
         with payload.open() as stream, _gc_paused():
-            parser = AggregateParser(stream)
-            header = normalise_header(parser.header(), notes)
+            source = open_aggregate(stream, parallel)
+            header = normalise_header(source.header(), notes)
             identity = ReportIdentity.of(header)
             with self.store.report_transaction(identity) as tx:
                 copies = tx.existing_copies()
                 if not copies:
-                    return self._write(tx, parser, header, notes, payload, sha256, None)
-                digest = ContentDigest(header)
-                for raw in parser.records():
-                    record = normalise_record(raw, notes)
-                    if record is not None:
-                        digest.add(record)
+                    return self._write(tx, source, header, notes, payload, sha256, None)
+                digest = ContentDigest(header_values(header))
+                for batch in source.batches():
+                    digest.add(batch.content_sum(), len(batch))
                 for report_id, content in copies:
+                    if content is None:
+                        content = tx.store_digest(report_id)
                     if content == digest.hexdigest():
                         tx.add_origin(report_id, sha256, payload.location)
                         return ReportOutcome(payload.location, "aggregate", "duplicate",
                                              report_id=report_id, records=digest.records)
                 # same identity, different content: keep it too, flagged, never merged
                 with payload.open() as again:
-                    reparser = AggregateParser(again)
+                    source = open_aggregate(again, parallel)
                     fresh_notes = RepairNotes()
-                    header = normalise_header(reparser.header(), fresh_notes)
-                    return self._write(tx, reparser, header, fresh_notes, payload, sha256, copies[0][0])
+                    header = normalise_header(source.header(), fresh_notes)
+                    return self._write(tx, source, header, fresh_notes, payload, sha256, copies[0][0])
 
-    def _write(self, tx: ReportTransaction, parser: AggregateParser, header: ReportHeader,
+    def _write(self, tx: ReportTransaction, source: AggregateSource, header: ReportHeader,
                notes: RepairNotes, payload: Payload, sha256: str, conflict_of: int | None) -> ReportOutcome:
         report_id = tx.insert_report(header, sha256, payload.location, conflict_of)
-        digest = ContentDigest(header)
-        messages = 0
-        batch: list[AggregateRecord] = []
-        for raw in parser.records():
-            record = normalise_record(raw, notes)
-            if record is None:
-                continue
-            digest.add(record)
-            if record.count:
-                messages += record.count
-            batch.append(record)
-            if len(batch) >= _BATCH:
-                tx.insert_records(report_id, batch)
-                batch = []
-        if batch:
-            tx.insert_records(report_id, batch)
-        notes.extend(parser.problems)
+        records = messages = 0
+        for batch in source.batches():
+            tx.insert_batch(report_id, batch)
+            records += len(batch)
+            messages += batch.messages
+            notes.merge(batch.notes)
+        notes.extend(source.problems)
         notes.extend(payload.notes)
-        if not digest.records:
+        if not records:
             notes.add("report holds no records")
         if conflict_of is not None:
             notes.add(f"same identity as report {conflict_of} but different content: kept as a "
                       "conflicting copy")
         lines = notes.lines()
-        tx.finish_report(report_id, digest.hexdigest(), digest.records, messages, lines)
+        tx.finish_report(report_id, records, messages, lines)
         return ReportOutcome(payload.location, "aggregate", "new", report_id=report_id,
-                             records=digest.records, conflict_of=conflict_of, notes=lines)
+                             records=records, conflict_of=conflict_of, notes=lines)
 
 
 def _input_status(outcome: InputOutcome) -> str:

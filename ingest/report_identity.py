@@ -12,8 +12,9 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+from datetime import datetime
 
-from ingest.aggregate_report import AggregateRecord, ReportHeader
+from ingest.aggregate_report import ReportHeader
 
 _SPACE = re.compile(r"\s+")
 _MASK = (1 << 128) - 1
@@ -55,30 +56,42 @@ class ReportIdentity:
         return int.from_bytes(bytes.fromhex(self.hash[:16]), "big", signed=True)
 
 
-class ContentDigest:
-    """Order-insensitive digest: a sum of per-record hashes, plus the header's."""
+HEADER_FIELDS = ("org_name", "email", "extra_contact_info", "report_id", "date_begin", "date_end",
+                 "errors", "generator", "policy_domain", "adkim", "aspf", "p", "sp", "np", "pct",
+                 "fo", "testing", "discovery_method")
 
-    def __init__(self, header: ReportHeader) -> None:
-        policy = header.policy
-        head = (org_name_key(header.org_name), header.email, header.extra_contact_info,
-                header.report_id, header.begin, header.end, header.errors, header.generator,
-                policy)
-        self._header = hashlib.blake2b(repr(head).encode("utf-8", "surrogatepass"),
+
+def header_values(header: ReportHeader) -> tuple[object, ...]:
+    """The header as the store keeps it, in `HEADER_FIELDS` order."""
+    policy = header.policy
+    return (header.org_name, header.email, header.extra_contact_info, header.report_id,
+            header.begin, header.end, header.errors, header.generator, policy.domain,
+            policy.adkim, policy.aspf, policy.p, policy.sp, policy.np, policy.pct, policy.fo,
+            policy.testing, policy.discovery_method)
+
+
+class ContentDigest:
+    """Order-insensitive digest: the header's hash and the sum of the records' hashes.
+
+    It is computed from the values as stored, so it can be taken from a freshly parsed
+    report or from the rows of one stored long ago, and the two agree.
+    """
+
+    def __init__(self, header: tuple[object, ...]) -> None:
+        values = list(header)
+        values[0] = org_name_key(values[0])  # type: ignore[arg-type]
+        for index in (4, 5):
+            moment = values[index]
+            values[index] = int(moment.timestamp()) if isinstance(moment, datetime) else None
+        values[6] = tuple(values[6] or ())  # type: ignore[arg-type]
+        self._header = hashlib.blake2b(repr(tuple(values)).encode("utf-8", "surrogatepass"),
                                        digest_size=16).hexdigest()
         self._sum = 0
         self.records = 0
 
-    def add(self, record: AggregateRecord) -> None:
-        """Fold in one record; raw texts are left out, so `Pass` and `pass` agree."""
-        key = (record.source_ip, record.count, record.disposition, record.dkim, record.spf,
-               record.header_from, record.envelope_from, record.envelope_to,
-               tuple(reason[:2] for reason in record.reasons),
-               tuple(result[:4] for result in record.dkim_results),
-               tuple(result[:4] for result in record.spf_results))
-        self._sum += int.from_bytes(
-            hashlib.blake2b(repr(key).encode("utf-8", "surrogatepass"), digest_size=16).digest(),
-            "big")
-        self.records += 1
+    def add(self, record_sum: int, records: int) -> None:
+        self._sum += record_sum
+        self.records += records
 
     def hexdigest(self) -> str:
         return f"{self._header}{self._sum & _MASK:032x}"

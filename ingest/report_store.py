@@ -9,20 +9,28 @@ atomic decision even under concurrent uploads.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, Table, select, update
+from sqlalchemy import Engine, Table, func, select, update
 from sqlalchemy.engine import Connection
 
 from app.db import BEGIN_MODE
-from app.models import Original, Report, ReportOrigin
-from ingest.aggregate_report import AggregateRecord, ReportHeader
+from app.models import Original, Record, RecordDkimResult, RecordReason, RecordSpfResult, Report, ReportOrigin
+from ingest.aggregate_report import ReportHeader
 from ingest.original_store import StoredOriginal
-from ingest.report_identity import ReportIdentity, org_name_key
+from ingest.record_batch import (
+    DKIM_COLUMNS,
+    REASON_COLUMNS,
+    RECORD_COLUMNS,
+    SPF_COLUMNS,
+    RecordBatch,
+    Row,
+    rows_digest,
+)
+from ingest.report_identity import HEADER_FIELDS, ContentDigest, ReportIdentity, org_name_key
 from ingest.sniff import ContainerKind
 
 
@@ -34,14 +42,11 @@ def _table(model: type) -> Table:
     return model.__table__  # type: ignore[attr-defined, no-any-return]
 
 
-_RECORD_COLUMNS = ("report_id", "record_no", "source_ip", "source_ip_packed", "count", "disposition",
-                   "dkim", "spf", "header_from", "envelope_from", "envelope_to", "raw_values")
-_PART_COLUMNS = {
-    "record_reason": ("report_id", "record_no", "seq", "type", "comment", "type_raw"),
-    "record_dkim_result": ("report_id", "record_no", "seq", "domain", "selector", "result",
-                           "human_result", "result_raw"),
-    "record_spf_result": ("report_id", "record_no", "seq", "domain", "scope", "result",
-                          "human_result", "result_raw"),
+_BATCH_TABLES = {
+    "aggregate_record": RECORD_COLUMNS,
+    "record_reason": REASON_COLUMNS,
+    "record_dkim_result": DKIM_COLUMNS,
+    "record_spf_result": SPF_COLUMNS,
 }
 
 
@@ -51,11 +56,12 @@ class ReportStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
-        mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"
-        self._insert_sql = {
-            name: f"INSERT INTO {name} ({', '.join(cols)}) VALUES ({', '.join([mark] * len(cols))})"
-            for name, cols in {"aggregate_record": _RECORD_COLUMNS, **_PART_COLUMNS}.items()
-        }
+        self._mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"
+
+    def insert_sql(self, table: str, report_id: int) -> str:
+        columns = _BATCH_TABLES[table]
+        marks = ", ".join([self._mark] * len(columns))
+        return f"INSERT INTO {table} (report_id, {', '.join(columns)}) VALUES ({int(report_id)}, {marks})"
 
     # -- originals ----------------------------------------------------------------------
 
@@ -156,44 +162,54 @@ class ReportTransaction:
                 report_id=report_id, original_sha256=original_sha256, location=location[:1024],
                 received_at=utcnow()))
 
-    def insert_records(self, report_id: int, records: Sequence[AggregateRecord]) -> None:
-        rows = []
-        reasons = []
-        dkim = []
-        spf = []
-        for record in records:
-            number = record.position
-            raw = record.raw
-            rows.append((report_id, number, record.source_ip, record.source_ip_packed, record.count,
-                         record.disposition, record.dkim, record.spf, record.header_from,
-                         record.envelope_from, record.envelope_to,
-                         json.dumps(raw) if raw else None))
-            if record.reasons:
-                reasons.extend((report_id, number, seq, *reason)
-                               for seq, reason in enumerate(record.reasons))
-            if record.dkim_results:
-                dkim.extend((report_id, number, seq, *result)
-                            for seq, result in enumerate(record.dkim_results))
-            if record.spf_results:
-                spf.extend((report_id, number, seq, *result)
-                           for seq, result in enumerate(record.spf_results))
+    def insert_batch(self, report_id: int, batch: RecordBatch) -> None:
+        """Insert a batch's rows with the driver's own `executemany`.
+
+        The report id is written into the statement (an int, so safe) rather than into
+        every row: the rows can then come straight from a worker process unchanged.
+        """
         cursor = self.conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        sql = self._store._insert_sql
         try:
-            cursor.executemany(sql["aggregate_record"], rows)
-            if reasons:
-                cursor.executemany(sql["record_reason"], reasons)
-            if dkim:
-                cursor.executemany(sql["record_dkim_result"], dkim)
-            if spf:
-                cursor.executemany(sql["record_spf_result"], spf)
+            for table, rows in (("aggregate_record", batch.records), ("record_reason", batch.reasons),
+                                ("record_dkim_result", batch.dkim), ("record_spf_result", batch.spf)):
+                if rows:
+                    cursor.executemany(self._store.insert_sql(table, report_id), rows)
         finally:
             cursor.close()
 
-    def finish_report(self, report_id: int, digest: str, record_count: int, message_count: int,
+    def finish_report(self, report_id: int, record_count: int, message_count: int,
                       notes: list[str]) -> None:
         table = _table(Report)
         self.conn.execute(update(table).where(table.c.id == report_id).values(
-            content_digest=digest, record_count=record_count, message_count=message_count,
-            repair_notes=notes))
+            record_count=record_count, message_count=message_count, repair_notes=notes))
 
+    def store_digest(self, report_id: int, page: int = 20_000) -> str:
+        """Compute a stored report's content digest from its rows, and keep it.
+
+        Digests are only needed when a second copy of a report arrives, so they are
+        computed then, from the database, rather than on every ingest.
+        """
+        reports = _table(Report)
+        header = self.conn.execute(
+            select(*(reports.c[name] for name in HEADER_FIELDS)).where(reports.c.id == report_id)).one()
+        digest = ContentDigest(tuple(header))
+        record_table = _table(Record)
+        last = self.conn.execute(select(func.max(record_table.c.record_no)).where(
+            record_table.c.report_id == report_id)).scalar() or 0
+        for start in range(1, last + 1, page):
+            end = start + page - 1
+            rows = [self._rows(model, columns, report_id, start, end)
+                    for model, columns in ((Record, RECORD_COLUMNS), (RecordReason, REASON_COLUMNS),
+                                           (RecordDkimResult, DKIM_COLUMNS), (RecordSpfResult, SPF_COLUMNS))]
+            digest.add(rows_digest(*rows), len(rows[0]))
+        value = digest.hexdigest()
+        self.conn.execute(update(reports).where(reports.c.id == report_id).values(content_digest=value))
+        return value
+
+    def _rows(self, model: type, columns: tuple[str, ...], report_id: int, start: int,
+              end: int) -> list[Row]:
+        table = _table(model)
+        result = self.conn.execute(
+            select(*(table.c[name] for name in columns))
+            .where(table.c.report_id == report_id, table.c.record_no.between(start, end)))
+        return [tuple(row) for row in result]

@@ -1,0 +1,217 @@
+"""Parse large, well-formed aggregate reports on every core.
+
+A document is split at its `</record>` close tags (found with a byte search, no parsing) into
+chunks of a few thousand records; worker processes parse, normalise and turn each chunk into
+rows while the caller writes the previous ones. Splitting there is safe: a close tag found
+inside a comment, CDATA section or attribute leaves a chunk that is not well-formed, and any
+such doubt (`ParallelUnsuitable`) sends the whole document back to the serial parser, which
+is the reference. So is every document that needs libxml2's recovery mode.
+"""
+
+from __future__ import annotations
+
+import atexit
+import multiprocessing
+import os
+import re
+import threading
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import BinaryIO
+from xml.sax.saxutils import quoteattr
+
+from lxml import etree
+
+from ingest.aggregate_report import RawReportHeader
+from ingest.aggregate_xml import local_name, read_header_element, read_record
+from ingest.errors import IngestError
+from ingest.record_batch import RecordBatch
+
+CHUNK_BYTES = 2 * 1024 * 1024
+_READ_BYTES = 1024 * 1024
+_RECORD_START = re.compile(rb"<((?:[A-Za-z_][\w.-]*:)?record)[\s>]")
+_DECLARED_ENCODING = re.compile(rb"""\A<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
+_UTF8_NAMES = {b"utf-8", b"utf8", b"us-ascii", b"ascii"}
+_HEADER_TAGS = ("{*}feedback", "{*}report_metadata", "{*}policy_published", "{*}version")
+
+
+class ParallelUnsuitable(Exception):
+    """This document must be read by the serial parser (not an input error)."""
+
+
+def worker_count() -> int:
+    return min(os.cpu_count() or 1, 8)
+
+
+def _parser() -> etree.XMLParser:
+    return etree.XMLParser(remove_blank_text=True, resolve_entities=False, no_network=True,
+                           load_dtd=False, huge_tree=True, remove_comments=True, remove_pis=True)
+
+
+def parse_chunk(data: bytes, first_position: int, expected: int) -> RecordBatch:
+    """In a worker: one wrapped chunk of records to one batch of rows."""
+    try:
+        root = etree.fromstring(data, _parser())
+    except etree.XMLSyntaxError as exc:
+        raise ParallelUnsuitable(f"chunk at record {first_position} is not well-formed: {exc}") from exc
+    batch = RecordBatch()
+    position = first_position
+    for element in root:
+        if local_name(element.tag) != "record":
+            raise ParallelUnsuitable(f"<{local_name(element.tag)}> between records")
+        read_record(element, position, batch)
+        position += 1
+    if position - first_position != expected:
+        raise ParallelUnsuitable("record count of a chunk differs from its close tags")
+    return batch
+
+
+_pool: ProcessPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _get_pool() -> ProcessPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload(["ingest.parallel_parser"])
+            _pool = ProcessPoolExecutor(max_workers=worker_count(), mp_context=context)
+            atexit.register(shutdown_pool)
+        return _pool
+
+
+def shutdown_pool() -> None:
+    global _pool
+    with _pool_lock:
+        if _pool is not None:
+            _pool.shutdown(wait=True, cancel_futures=True)
+            _pool = None
+
+
+class ParallelAggregateReader:
+    """The header read here, the records in worker processes, batches back in order."""
+
+    def __init__(self, stream: BinaryIO, first_block: bytes) -> None:
+        self._stream = stream
+        self.problems: list[str] = []
+        declared = _DECLARED_ENCODING.match(first_block)
+        if declared and declared.group(1).lower() not in _UTF8_NAMES:
+            raise ParallelUnsuitable("declared encoding is not UTF-8")
+        if first_block[:2] in (b"\xff\xfe", b"\xfe\xff"):
+            raise ParallelUnsuitable("UTF-16 document")
+        start = _RECORD_START.search(first_block)
+        if start is None:
+            raise ParallelUnsuitable("no record in the first block")
+        self._head = first_block[:start.start()]
+        self._buffer = first_block[start.start():]
+        qname = start.group(1)
+        self._close_tag = b"</" + qname
+        self._close = re.compile(re.escape(self._close_tag) + rb"\s*>")
+        self._header, nsmap = self._read_head()
+        self._wrapper_open = b"<rua-chunk" + b"".join(
+            (b" xmlns" if prefix is None else b" xmlns:" + prefix.encode())
+            + b"=" + quoteattr(uri).encode() for prefix, uri in nsmap.items()) + b">"
+
+    def header(self) -> RawReportHeader:
+        return self._header
+
+    def _read_head(self) -> tuple[RawReportHeader, dict[str | None, str]]:
+        parser = etree.XMLPullParser(events=("start", "end"), tag=_HEADER_TAGS, **_parser_options())
+        header = RawReportHeader()
+        nsmap: dict[str | None, str] | None = None
+        try:
+            parser.feed(self._head)
+            for event, element in parser.read_events():
+                if event == "start":
+                    if local_name(element.tag) == "feedback" and nsmap is None:
+                        nsmap = dict(element.nsmap)
+                elif local_name(element.tag) != "feedback":
+                    read_header_element(element, header)
+        except etree.XMLSyntaxError as exc:
+            raise ParallelUnsuitable(f"head is not well-formed: {exc}") from exc
+        if nsmap is None:
+            raise ParallelUnsuitable("no <feedback> before the first record")
+        return header, nsmap
+
+    def _chunks(self) -> Iterator[tuple[bytes, int]]:
+        """(chunk of whole records, number of records) until the end of the document."""
+        buffer = self._buffer
+        finished = False
+        while not finished:
+            while len(buffer) < CHUNK_BYTES and not finished:
+                more = self._read()
+                finished = not more
+                buffer += more
+            cut = self._last_close(buffer)
+            if cut is None:
+                if finished:
+                    break
+                continue
+            chunk, buffer = buffer[:cut], buffer[cut:]
+            yield chunk, len(self._close.findall(chunk))
+        self._check_tail(buffer)
+
+    def _read(self) -> bytes:
+        try:
+            return self._stream.read(_READ_BYTES)
+        except IngestError:
+            raise
+        except (OSError, ValueError, EOFError) as exc:
+            raise ParallelUnsuitable(f"read error: {exc}") from exc
+
+    def _last_close(self, buffer: bytes) -> int | None:
+        position = len(buffer)
+        while True:
+            position = buffer.rfind(self._close_tag, 0, position)
+            if position < 0:
+                return None
+            match = self._close.match(buffer, position)
+            if match:
+                return match.end()
+
+    def _check_tail(self, tail: bytes) -> None:
+        """Head and tail together must be a well-formed document: the envelope is complete."""
+        try:
+            etree.fromstring(self._head + tail, _parser())
+        except etree.XMLSyntaxError as exc:
+            raise ParallelUnsuitable(f"document does not end cleanly after its records: {exc}") from exc
+
+    def batches(self) -> Iterator[RecordBatch]:
+        pool = _get_pool()
+        pending: deque[Future[RecordBatch]] = deque()
+        position = 1
+        limit = 2 * worker_count()
+        try:
+            for chunk, count in self._chunks():
+                if count == 0:
+                    continue
+                data = self._wrapper_open + chunk + b"</rua-chunk>"
+                pending.append(pool.submit(parse_chunk, data, position, count))
+                position += count
+                while len(pending) >= limit:
+                    yield self._result(pending.popleft())
+            while pending:
+                yield self._result(pending.popleft())
+        finally:
+            for future in pending:
+                future.cancel()
+
+    @staticmethod
+    def _result(future: Future[RecordBatch]) -> RecordBatch:
+        try:
+            return future.result()
+        except ParallelUnsuitable:
+            raise
+        except BrokenProcessPool as exc:
+            shutdown_pool()
+            raise ParallelUnsuitable(f"worker process died: {exc}") from exc
+        except Exception as exc:  # anything a worker hit is the serial parser's to judge
+            raise ParallelUnsuitable(f"{type(exc).__name__}: {exc}") from exc
+
+
+def _parser_options() -> dict[str, bool]:
+    return {"remove_blank_text": True, "resolve_entities": False, "no_network": True,
+            "load_dtd": False, "huge_tree": True, "remove_comments": True, "remove_pis": True}
