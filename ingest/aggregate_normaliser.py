@@ -190,6 +190,8 @@ def record_row(number: int, ip: str | None, count_text: str | None, disposition_
     when it is already canonical, and the general (noting) path only when it is not.
     """
     kept: dict[str, str] = {}
+    source_ip: str | None
+    packed: bytes | None
     address = _address(ip) if ip is not None else None
     if address is not None:
         source_ip, packed = address

@@ -73,9 +73,9 @@ def open_aggregate(stream: BinaryIO, parallel: bool = True) -> AggregateSource:
         block += more
     rest = io.BufferedReader(_Prefixed(block, stream), buffer_size=256 * 1024)
     if len(block) < PARALLEL_MIN_BYTES:
-        return SerialAggregateSource(rest)  # type: ignore[arg-type]
+        return SerialAggregateSource(rest)
     start = check_prolog(block[:PROLOG_LIMIT]) + block[PROLOG_LIMIT:]
     try:
         return ParallelAggregateReader(stream, start)
     except ParallelUnsuitable:
-        return SerialAggregateSource(rest)  # type: ignore[arg-type]
+        return SerialAggregateSource(rest)

@@ -161,7 +161,7 @@ class ZipMemberReader(io.RawIOBase):
 
 def buffered(raw: io.RawIOBase) -> BinaryIO:
     """Wrap a raw reader so that parsers get efficient `read(n)` calls."""
-    return io.BufferedReader(raw, buffer_size=_READ_SIZE)  # type: ignore[return-value]
+    return io.BufferedReader(raw, buffer_size=_READ_SIZE)
 
 
 def read_limited(stream: BinaryIO, limit: int, what: str) -> bytes:

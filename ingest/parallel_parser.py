@@ -119,12 +119,15 @@ class ParallelAggregateReader:
         return self._header
 
     def _read_head(self) -> tuple[RawReportHeader, dict[str | None, str]]:
-        parser = etree.XMLPullParser(events=("start", "end"), tag=_HEADER_TAGS, **_parser_options())
+        parser = etree.XMLPullParser(
+            events=("start", "end"), tag=_HEADER_TAGS, remove_blank_text=True, resolve_entities=False,
+            no_network=True, load_dtd=False, huge_tree=True, remove_comments=True, remove_pis=True)
         header = RawReportHeader()
         nsmap: dict[str | None, str] | None = None
         try:
             parser.feed(self._head)
             for event, element in parser.read_events():
+                assert isinstance(element, etree._Element)
                 if event == "start":
                     if local_name(element.tag) == "feedback" and nsmap is None:
                         nsmap = dict(element.nsmap)
@@ -211,7 +214,3 @@ class ParallelAggregateReader:
         except Exception as exc:  # anything a worker hit is the serial parser's to judge
             raise ParallelUnsuitable(f"{type(exc).__name__}: {exc}") from exc
 
-
-def _parser_options() -> dict[str, bool]:
-    return {"remove_blank_text": True, "resolve_entities": False, "no_network": True,
-            "load_dtd": False, "huge_tree": True, "remove_comments": True, "remove_pis": True}

@@ -14,6 +14,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import BinaryIO
 
@@ -101,9 +102,8 @@ class IngestPipeline:
     def retry_failed(self) -> Iterator[InputOutcome]:
         """Parse again every input that failed, partly failed, or was interrupted."""
         for original, source in self.store.originals_to_retry():
-            storage_path = original.storage_path
-            yield self._process(original, lambda p=storage_path: self.originals.open(p), source,
-                                retry=True)
+            yield self._process(original, partial(self.originals.open, original.storage_path),
+                                source, retry=True)
 
     # -- one input ------------------------------------------------------------------------
 
