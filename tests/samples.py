@@ -11,8 +11,10 @@ import io
 import zipfile
 import zlib
 from dataclasses import dataclass, field
+from email import message_from_bytes
 from email.message import EmailMessage
 from email.mime.application import MIMEApplication
+from email.mime.message import MIMEMessage
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 
@@ -125,8 +127,11 @@ def zipped(members: dict[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
-def email_with(parts: list[tuple[bytes, str, str | None]], subject: str = "Report Domain: example.com "
-               "Submitter: receiver.example Report-ID: report-1", body: str | None = "DMARC report attached.") -> bytes:
+DEFAULT_SUBJECT = "Report Domain: example.com Submitter: receiver.example Report-ID: report-1"
+
+
+def email_with(parts: list[tuple[bytes, str, str | None]], subject: str = DEFAULT_SUBJECT,
+               body: str | None = "DMARC report attached.") -> bytes:
     """A multipart/mixed message; each part is (payload, content type, filename or None)."""
     message = MIMEMultipart("mixed")
     message["From"] = "noreply-dmarc@receiver.example"
@@ -167,8 +172,6 @@ def forwarded(inner: bytes) -> bytes:
     outer["To"] = "dmarc@example.com"
     outer["Subject"] = "Fwd: Report Domain: example.com"
     outer.attach(MIMEText("forwarding this report", "plain"))
-    from email import message_from_bytes
-    from email.mime.message import MIMEMessage
     outer.attach(MIMEMessage(message_from_bytes(inner)))
     return outer.as_bytes()
 
