@@ -177,7 +177,3 @@ def db_upgrade() -> None:
     settings = get_settings()
     upgrade_database(settings.database_url)
     err.print("database is up to date")
-
-
-def main() -> None:
-    cli()

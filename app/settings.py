@@ -30,6 +30,7 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default=Path("./rua-data"),
                            description="Where original inputs (and so quarantined ones) are kept")
     max_input_bytes: int = Field(default=_DEFAULTS.max_input_bytes, gt=0)
+    max_message_bytes: int = Field(default=_DEFAULTS.max_message_bytes, gt=0)
     max_decompressed_bytes: int = Field(default=_DEFAULTS.max_decompressed_bytes, gt=0)
     max_compression_ratio: int = Field(default=_DEFAULTS.max_compression_ratio, gt=1)
     max_nesting_depth: int = Field(default=_DEFAULTS.max_depth, ge=1)
@@ -58,6 +59,7 @@ class Settings(BaseSettings):
     def unpack_limits(self) -> UnpackLimits:
         return UnpackLimits(
             max_input_bytes=self.max_input_bytes,
+            max_message_bytes=self.max_message_bytes,
             max_decompressed_bytes=self.max_decompressed_bytes,
             max_compression_ratio=self.max_compression_ratio,
             max_depth=self.max_nesting_depth,

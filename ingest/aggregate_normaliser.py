@@ -73,7 +73,7 @@ def _text(text: str | None) -> str | None:
 _V4_MAPPED = b"\x00" * 10 + b"\xff\xff"
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=4096)
 def _address(text: str) -> tuple[str, bytes] | None:
     """Canonical text and 16-byte form (IPv4 mapped into IPv6) of an address.
 
@@ -318,7 +318,7 @@ def _domain(text: str | None) -> str | None:
     value = _DOMAINS.get(text)
     if value is None:
         value = text.strip().lower().rstrip(".") or None
-        if len(_DOMAINS) > 100_000:
+        if len(_DOMAINS) > 4096:
             _DOMAINS.clear()
         _DOMAINS[text] = value
     return value

@@ -14,7 +14,7 @@ from typing import BinaryIO, Protocol
 from ingest.aggregate_parser import AggregateParser
 from ingest.aggregate_report import RawReportHeader
 from ingest.aggregate_xml import PROLOG_LIMIT, check_prolog
-from ingest.parallel_parser import ParallelAggregateReader, ParallelUnsuitable, worker_count
+from ingest.parallel_parser import ParallelAggregateReader, ParallelUnsuitable, cores
 from ingest.record_batch import RecordBatch
 
 PARALLEL_MIN_BYTES = 4 * 1024 * 1024
@@ -61,9 +61,14 @@ class _Prefixed(io.RawIOBase):
         return len(data)
 
 
-def open_aggregate(stream: BinaryIO, parallel: bool = True) -> AggregateSource:
-    """The right parser for this document; `parallel=False` forces the serial one."""
-    if not parallel or worker_count() < 2:
+def open_aggregate(stream: BinaryIO, parallel: bool = True, workers: int | None = None) -> AggregateSource:
+    """The right parser for this document; `parallel=False` forces the serial one.
+
+    `workers` defaults to one per core; a caller that does heavy work of its own on the
+    batches (the store's writer) should leave a core for it.
+    """
+    workers = cores() if workers is None else workers
+    if not parallel or workers < 1 or cores() < 2:
         return SerialAggregateSource(stream)
     block = b""
     while len(block) < PARALLEL_MIN_BYTES:
@@ -76,6 +81,6 @@ def open_aggregate(stream: BinaryIO, parallel: bool = True) -> AggregateSource:
         return SerialAggregateSource(rest)
     start = check_prolog(block[:PROLOG_LIMIT]) + block[PROLOG_LIMIT:]
     try:
-        return ParallelAggregateReader(stream, start)
+        return ParallelAggregateReader(stream, start, workers)
     except ParallelUnsuitable:
         return SerialAggregateSource(rest)

@@ -164,10 +164,10 @@ def buffered(raw: io.RawIOBase) -> BinaryIO:
     return io.BufferedReader(raw, buffer_size=_READ_SIZE)
 
 
-def read_limited(stream: BinaryIO, limit: int, what: str) -> bytes:
-    """Read a whole (small by nature) stream, refusing one that is larger than `limit`."""
+def read_limited(stream: BinaryIO, limit: int, name: str, what: str) -> bytes:
+    """Read a whole (small by nature) stream, refusing one larger than the limit `name`."""
     data = stream.read(limit + 1)
     if len(data) > limit:
-        raise LimitExceeded("max_input_bytes", limit, f"{what} is larger than allowed")
+        raise LimitExceeded(name, limit, f"{what} is larger than allowed")
     return data
 

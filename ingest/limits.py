@@ -12,6 +12,8 @@ class UnpackLimits:
     """Per-input limits; defaults fit the largest real reports with a wide margin."""
 
     max_input_bytes: int = 512 * 1024 * 1024
+    # e-mails are parsed whole by the standard library: about three times their size in memory
+    max_message_bytes: int = 64 * 1024 * 1024
     max_decompressed_bytes: int = 4 * 1024 * 1024 * 1024
     max_compression_ratio: int = 200
     # the ratio is only judged once this much has been inflated: tiny streams have odd ratios
@@ -38,8 +40,8 @@ class DecompressionBudget:
                 "max_decompressed_bytes", self.limits.max_decompressed_bytes,
                 "the input inflates to more than that many bytes in total")
 
-    def charge_member(self, what: str) -> None:
-        self.members += 1
+    def charge_member(self, what: str, count: int = 1) -> None:
+        self.members += count
         if self.members > self.limits.max_members:
             raise LimitExceeded(
                 "max_members", self.limits.max_members,

@@ -135,7 +135,7 @@ def split_mbox(stream: BinaryIO, max_message_bytes: int) -> Iterator[bytes]:
             line = line[1:]
         size += len(line)
         if size > max_message_bytes:
-            raise LimitExceeded("max_input_bytes", max_message_bytes,
+            raise LimitExceeded("max_message_bytes", max_message_bytes,
                                 "a message in the mbox is larger than allowed")
         current.append(line)
         previous_blank = line in (b"\n", b"\r\n")

@@ -11,12 +11,13 @@ is the reference. So is every document that needs libxml2's recovery mode.
 from __future__ import annotations
 
 import atexit
+import ctypes
 import multiprocessing
 import os
 import re
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import BinaryIO
@@ -29,7 +30,7 @@ from ingest.aggregate_xml import local_name, read_header_element, read_record
 from ingest.errors import IngestError
 from ingest.record_batch import RecordBatch
 
-CHUNK_BYTES = 2 * 1024 * 1024
+CHUNK_BYTES = 1024 * 1024
 _READ_BYTES = 1024 * 1024
 _RECORD_START = re.compile(rb"<((?:[A-Za-z_][\w.-]*:)?record)[\s>]")
 _DECLARED_ENCODING = re.compile(rb"""\A<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
@@ -41,7 +42,7 @@ class ParallelUnsuitable(Exception):
     """This document must be read by the serial parser (not an input error)."""
 
 
-def worker_count() -> int:
+def cores() -> int:
     return min(os.cpu_count() or 1, 8)
 
 
@@ -65,37 +66,57 @@ def parse_chunk(data: bytes, first_position: int, expected: int) -> RecordBatch:
         position += 1
     if position - first_position != expected:
         raise ParallelUnsuitable("record count of a chunk differs from its close tags")
+    del root
+    _release_memory()
     return batch
 
 
-_pool: ProcessPoolExecutor | None = None
+def _release_memory() -> None:
+    """Hand freed heap back to the system, so a long-lived worker stays small.
+
+    libxml2 frees a chunk's tree into glibc's heap, which keeps it; without this a worker
+    grows by several megabytes per chunk until its arenas settle.
+    """
+    if _malloc_trim is not None:
+        _malloc_trim(0)
+
+
+try:
+    _malloc_trim: Callable[[int], int] | None = ctypes.CDLL("libc.so.6").malloc_trim
+except (OSError, AttributeError):
+    _malloc_trim = None
+
+
+_pools: dict[int, ProcessPoolExecutor] = {}
 _pool_lock = threading.Lock()
 
 
-def _get_pool() -> ProcessPoolExecutor:
-    global _pool
+def _get_pool(workers: int) -> ProcessPoolExecutor:
+    """A long-lived pool of `workers` processes (spawned: no fork of a threaded parent)."""
     with _pool_lock:
-        if _pool is None:
-            context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload(["ingest.parallel_parser"])
-            _pool = ProcessPoolExecutor(max_workers=worker_count(), mp_context=context)
-            atexit.register(shutdown_pool)
-        return _pool
+        pool = _pools.get(workers)
+        if pool is None:
+            if not _pools:
+                atexit.register(shutdown_pool)
+            pool = _pools[workers] = ProcessPoolExecutor(
+                max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+        return pool
 
 
 def shutdown_pool() -> None:
-    global _pool
     with _pool_lock:
-        if _pool is not None:
-            _pool.shutdown(wait=True, cancel_futures=True)
-            _pool = None
+        pools = list(_pools.values())
+        _pools.clear()
+    for pool in pools:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 class ParallelAggregateReader:
     """The header read here, the records in worker processes, batches back in order."""
 
-    def __init__(self, stream: BinaryIO, first_block: bytes) -> None:
+    def __init__(self, stream: BinaryIO, first_block: bytes, workers: int) -> None:
         self._stream = stream
+        self._workers = workers
         self.problems: list[str] = []
         declared = _DECLARED_ENCODING.match(first_block)
         if declared and declared.group(1).lower() not in _UTF8_NAMES:
@@ -183,10 +204,10 @@ class ParallelAggregateReader:
             raise ParallelUnsuitable(f"document does not end cleanly after its records: {exc}") from exc
 
     def batches(self) -> Iterator[RecordBatch]:
-        pool = _get_pool()
+        pool = _get_pool(self._workers)
         pending: deque[Future[RecordBatch]] = deque()
         position = 1
-        limit = 2 * worker_count()
+        limit = self._workers + 1  # enough to keep every worker busy, and no more in memory
         try:
             for chunk, count in self._chunks():
                 if count == 0:

@@ -27,7 +27,7 @@ from ingest.aggregate_source import AggregateSource, open_aggregate
 from ingest.errors import IngestError, LimitExceeded
 from ingest.limits import DecompressionBudget, UnpackLimits
 from ingest.original_store import OriginalStore, StoredOriginal
-from ingest.parallel_parser import ParallelUnsuitable
+from ingest.parallel_parser import ParallelUnsuitable, cores
 from ingest.report_identity import ContentDigest, ReportIdentity, header_values
 from ingest.report_store import ReportStore, ReportTransaction
 from ingest.unpack import Opener, Payload, ReportKind, UnpackFailure, unpack
@@ -76,6 +76,8 @@ class IngestPipeline:
         self.store = ReportStore(engine)
         self.originals = OriginalStore(data_dir)
         self.limits = limits
+        # the writer (this process) is busy too: leave it a core
+        self.parse_workers = max(1, cores() - 1)
 
     # -- entry points -------------------------------------------------------------------
 
@@ -172,7 +174,7 @@ class IngestPipeline:
     def _store_with(self, payload: Payload, sha256: str, parallel: bool) -> ReportOutcome:
         notes = RepairNotes()
         with payload.open() as stream, _gc_paused():
-            source = open_aggregate(stream, parallel)
+            source = open_aggregate(stream, parallel, self.parse_workers)
             header = normalise_header(source.header(), notes)
             identity = ReportIdentity.of(header)
             with self.store.report_transaction(identity) as tx:
@@ -191,7 +193,7 @@ class IngestPipeline:
                                              report_id=report_id, records=digest.records)
                 # same identity, different content: keep it too, flagged, never merged
                 with payload.open() as again:
-                    source = open_aggregate(again, parallel)
+                    source = open_aggregate(again, parallel, self.parse_workers)
                     fresh_notes = RepairNotes()
                     header = normalise_header(source.header(), fresh_notes)
                     return self._write(tx, source, header, fresh_notes, payload, sha256, copies[0][0])

@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Engine, Table, func, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
 from app.db import BEGIN_MODE
@@ -65,21 +67,24 @@ class ReportStore:
 
     # -- originals ----------------------------------------------------------------------
 
-    def note_original(self, original: StoredOriginal, source: str) -> bool:
-        """Register a received input; returns False when these exact bytes came before."""
+    def note_original(self, original: StoredOriginal, source: str) -> None:
+        """Register a received input, or count one more receipt of the same bytes.
+
+        An upsert, so two uploads of the same file at the same moment cannot collide.
+        """
         now = utcnow()
         table = _table(Original)
+        insert = (postgresql_insert if self.dialect == "postgresql" else sqlite_insert)(table)
+        statement = insert.values(
+            sha256=original.sha256, size=original.size, container=str(original.container),
+            storage_path=original.storage_path, source=source[:1024], first_seen_at=now,
+            last_seen_at=now, status="processing",
+        ).on_conflict_do_update(
+            index_elements=[table.c.sha256],
+            set_={"receipts": table.c.receipts + 1, "last_seen_at": now},
+        )
         with self.engine.begin() as conn:
-            known = conn.execute(select(table.c.sha256).where(table.c.sha256 == original.sha256)).first()
-            if known:
-                conn.execute(update(table).where(table.c.sha256 == original.sha256).values(
-                    receipts=table.c.receipts + 1, last_seen_at=now))
-                return False
-            conn.execute(table.insert().values(
-                sha256=original.sha256, size=original.size, container=str(original.container),
-                storage_path=original.storage_path, source=source[:1024], first_seen_at=now,
-                last_seen_at=now, status="processing"))
-        return True
+            conn.execute(statement)
 
     def finish_original(self, sha256: str, status: str, error: str | None, counts: dict[str, int],
                         retry: bool = False) -> None:

@@ -114,7 +114,8 @@ def _inflating(opener: Opener, kind: ContainerKind, budget: DecompressionBudget,
 
 def _read_all(opener: Opener, budget: DecompressionBudget) -> bytes:
     with opener() as stream:
-        return read_limited(stream, budget.limits.max_input_bytes, "an e-mail message")
+        return read_limited(stream, budget.limits.max_message_bytes, "max_message_bytes",
+                            "an e-mail message")
 
 
 def _walk_message(data: bytes, location: str, budget: DecompressionBudget, depth: int,
@@ -131,8 +132,8 @@ def _walk_message(data: bytes, location: str, budget: DecompressionBudget, depth
         yield UnpackFailure(location, UnrecognisedInput(
             "e-mail holds no report (parts: " + ", ".join(contents.part_types) + ")"))
         return
+    budget.charge_member("MIME parts", len(contents.parts))
     for part in contents.parts:
-        budget.charge_member("MIME parts")
         yield from _walk(_bytes_opener(part.data), f"{location}/{part.location}", budget,
                          depth + 1, notes)
 
@@ -140,7 +141,7 @@ def _walk_message(data: bytes, location: str, budget: DecompressionBudget, depth
 def _walk_mbox(opener: Opener, location: str, budget: DecompressionBudget, depth: int,
                notes: list[str]) -> Iterator[Payload | UnpackFailure]:
     with opener() as stream:
-        for number, message in enumerate(split_mbox(stream, budget.limits.max_input_bytes), 1):
+        for number, message in enumerate(split_mbox(stream, budget.limits.max_message_bytes), 1):
             budget.charge_message()
             yield from _walk_message(message, f"{location}#message {number}", budget,
                                      depth + 1, notes)
@@ -162,8 +163,8 @@ def _walk_zip(opener: Opener, location: str, budget: DecompressionBudget, depth:
         if not members:
             yield UnpackFailure(location, MalformedReport("zip archive holds no files"))
             return
+        budget.charge_member("zip members", len(members))  # judged before any is read
         for info in members:
-            budget.charge_member("zip members")
             member_location = f"{location}/{info.filename or '(unnamed member)'}"
             problem = _unsafe_member(info)
             if problem:
