@@ -64,7 +64,7 @@ class Report(SQLModel, table=True):
     date_end: datetime | None = None
     errors: list[str] = Field(default_factory=list, sa_column=Column(JsonColumn, nullable=False))
     generator: str | None = None
-    version: str | None = Field(default=None, max_length=16)
+    version: str | None = None
     xml_namespace: str | None = None
     adkim: str | None = Field(default=None, max_length=8)
     aspf: str | None = Field(default=None, max_length=8)
@@ -72,7 +72,7 @@ class Report(SQLModel, table=True):
     sp: str | None = Field(default=None, max_length=16)
     np: str | None = Field(default=None, max_length=16)
     pct: int | None = None
-    fo: str | None = Field(default=None, max_length=32)
+    fo: str | None = None
     testing: str | None = Field(default=None, max_length=8)
     discovery_method: str | None = Field(default=None, max_length=16)
     record_count: int = 0
@@ -149,7 +149,7 @@ class RecordDkimResult(_RecordPart, table=True):
     __table_args__ = (_record_fk(),)
 
     domain: str | None = Field(default=None, max_length=255)
-    selector: str | None = Field(default=None, max_length=255)
+    selector: str | None = None
     result: str | None = Field(default=None, max_length=16)
     human_result: str | None = None
     result_raw: str | None = None

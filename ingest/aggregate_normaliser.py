@@ -41,6 +41,8 @@ OVERRIDE_TYPES = _vocabulary(
     "forwarded sampled_out trusted_forwarder mailing_list local_policy other policy_test_mode")
 
 _MAX_TIMESTAMP = 253402300799  # 9999-12-31T23:59:59Z
+_MAX_COUNT = 2**63 - 1  # the column is a signed 64-bit integer
+_MAX_DOMAIN = 253  # RFC 1035: longer is not a domain name, and index entries must stay small
 
 
 def _fold(text: str | None, vocabulary: dict[str, str], what: str, notes: RepairNotes,
@@ -97,7 +99,8 @@ def _address(text: str) -> tuple[str, bytes] | None:
         return None
     if address.version == 4:
         return str(address), _V4_MAPPED + address.packed
-    return address.compressed, address.packed
+    # a zone index (fe80::1%eth0) means nothing outside the reporter's host: dropped
+    return ipaddress.IPv6Address(address.packed).compressed, address.packed
 
 
 def _timestamp(text: str | None, what: str, notes: RepairNotes) -> datetime | None:
@@ -110,7 +113,7 @@ def _timestamp(text: str | None, what: str, notes: RepairNotes) -> datetime | No
     except ValueError:
         try:
             seconds = int(float(value))
-        except ValueError:
+        except (ValueError, OverflowError):
             notes.add(f"date_range {what} {value[:40]!r} is not a timestamp")
             return None
     if seconds > _MAX_TIMESTAMP and seconds // 1000 <= _MAX_TIMESTAMP:
@@ -137,7 +140,7 @@ def normalise_header(raw: RawReportHeader, notes: RepairNotes) -> ReportHeader:
     end = _timestamp(meta.get("end"), "end", notes)
     if begin and end and begin > end:
         notes.add("date_range begin is after its end")
-    domain = _domain(policy.get("domain"))
+    domain = _long_domain(policy.get("domain"), "policy_published domain", notes, None)
     if domain is None and "policy_published" in raw.seen:
         notes.add("policy_published domain is missing")
     pct_text = _text(policy.get("pct"))
@@ -204,7 +207,7 @@ def record_row(number: int, ip: str | None, count_text: str | None, disposition_
         count: int | None = int(count_text)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         count = None
-    if count is None or count < 0:
+    if count is None or not 0 <= count <= _MAX_COUNT:
         count = _slow_count(count_text, notes, number, kept)
 
     disposition = DISPOSITIONS.get(disposition_text) if disposition_text is not None else None
@@ -217,13 +220,14 @@ def record_row(number: int, ip: str | None, count_text: str | None, disposition_
     if spf is None or spf != spf_text:
         spf = _required(spf_text, POLICY_RESULTS, "spf", notes, number, kept)
 
-    header_from = _domain(header_from_text)
+    header_from = _long_domain(header_from_text, "header_from", notes, number)
     if header_from is None:
         notes.add("header_from is missing or empty", number)
-    envelope_from = _domain(envelope_from_text) if envelope_from_text else None
+    envelope_from = (_long_domain(envelope_from_text, "envelope_from", notes, number)
+                     if envelope_from_text else None)
     if envelope_from is None or "@" in envelope_from or envelope_from == "<>":
         envelope_from = _envelope_from(envelope_from_text, kept)
-    envelope_to = _domain(envelope_to_text) if envelope_to_text else None
+    envelope_to = _long_domain(envelope_to_text, "envelope_to", notes, number) if envelope_to_text else None
     return (number, source_ip, packed, count, disposition, dkim, spf, header_from, envelope_from,
             envelope_to, json.dumps(kept) if kept else None)
 
@@ -233,11 +237,10 @@ def dkim_row(number: int, seq: int, domain: str | None, selector: str | None, re
     """One DKIM result's row (`DKIM_COLUMNS`)."""
     value = DKIM_RESULTS.get(result) if result is not None else None
     result_raw = None
-    if value != result:
-        value = _fold(result, DKIM_RESULTS, "DKIM result", notes, number)
-        result_raw = _changed(result, value)
-    return (number, seq, _domain(domain), _text(selector) if selector else None, value,
-            _text(human) if human else None, result_raw)
+    if value is None or value != result:
+        value, result_raw = _result(result, DKIM_RESULTS, "DKIM result", notes, number)
+    return (number, seq, _long_domain(domain, "DKIM domain", notes, number),
+            _text(selector) if selector else None, value, _text(human) if human else None, result_raw)
 
 
 def spf_row(number: int, seq: int, domain: str | None, scope: str | None, result: str | None,
@@ -245,14 +248,13 @@ def spf_row(number: int, seq: int, domain: str | None, scope: str | None, result
     """One SPF result's row (`SPF_COLUMNS`)."""
     value = SPF_RESULTS.get(result) if result is not None else None
     result_raw = None
-    if value != result:
-        value = _fold(result, SPF_RESULTS, "SPF result", notes, number)
-        result_raw = _changed(result, value)
+    if value is None or value != result:
+        value, result_raw = _result(result, SPF_RESULTS, "SPF result", notes, number)
     scope_value = SPF_SCOPES.get(scope) if scope is not None else None
     if scope_value != scope:
         scope_value = _fold(scope, SPF_SCOPES, "SPF scope", notes, number)
-    return (number, seq, _domain(domain), scope_value, value, _text(human) if human else None,
-            result_raw)
+    return (number, seq, _long_domain(domain, "SPF domain", notes, number), scope_value, value,
+            _text(human) if human else None, result_raw)
 
 
 def reason_row(number: int, seq: int, type_text: str | None, comment: str | None,
@@ -271,6 +273,24 @@ def _required(text: str | None, vocabulary: dict[str, str], name: str, notes: Re
     value = _fold(text, vocabulary, what, notes, number, kept, name)
     if value is None and name not in kept:
         notes.add(f"{what} is missing or empty", number)
+    return value
+
+
+def _result(text: str | None, vocabulary: dict[str, str], what: str, notes: RepairNotes,
+            number: int) -> tuple[str | None, str | None]:
+    """The slow path of an auth result: (folded value, raw text kept), noted when missing."""
+    value = _fold(text, vocabulary, what, notes, number)
+    raw = _changed(text, value)
+    if value is None and raw is None:
+        notes.add(f"{what} is missing or empty", number)
+    return value, raw
+
+
+def _long_domain(text: str | None, what: str, notes: RepairNotes, number: int | None) -> str | None:
+    """`_domain`, with a note when the text was too long to be a domain and was cut."""
+    value = _domain(text)
+    if value is not None and len(value) >= _MAX_DOMAIN and len(text.strip()) > _MAX_DOMAIN:  # type: ignore[union-attr]
+        notes.add(f"{what} longer than {_MAX_DOMAIN} characters; cut", number)
     return value
 
 
@@ -303,7 +323,7 @@ def _slow_count(text: str | None, notes: RepairNotes, position: int, kept: dict[
     if stripped is None:
         notes.add("count is missing or empty", position)
         return None
-    notes.add("count is not a non-negative integer; stored as null, raw text kept", position)
+    notes.add("count is not an integer from 0 to 2^63-1; stored as null, raw text kept", position)
     kept["count"] = stripped[:100]
     return None
 
@@ -317,7 +337,7 @@ def _domain(text: str | None) -> str | None:
         return None
     value = _DOMAINS.get(text)
     if value is None:
-        value = text.strip().lower().rstrip(".") or None
+        value = text.strip().lower().rstrip(".")[:_MAX_DOMAIN] or None
         if len(_DOMAINS) > 4096:
             _DOMAINS.clear()
         _DOMAINS[text] = value
@@ -336,4 +356,4 @@ def _envelope_from(text: str | None, kept: dict[str, str]) -> str | None:
     if "@" in value:
         kept["envelope_from"] = value[:255]
         value = value.rpartition("@")[2].strip("<> ")
-    return value.lower().rstrip(".") or ""
+    return value.lower().rstrip(".")[:_MAX_DOMAIN] or ""

@@ -14,8 +14,16 @@ from typing import BinaryIO
 from lxml import etree
 
 from ingest.aggregate_report import RawReportHeader
-from ingest.aggregate_xml import PROLOG_LIMIT, check_prolog, local_name, read_header_element, read_record
+from ingest.aggregate_xml import (
+    PROLOG_LIMIT,
+    check_prolog,
+    in_extension,
+    local_name,
+    read_header_element,
+    read_record,
+)
 from ingest.errors import IngestError, MalformedReport
+from ingest.read_mode import ReadAgain, ReadMode
 from ingest.record_batch import RecordBatch
 
 _CHUNK = 256 * 1024
@@ -27,9 +35,11 @@ BATCH_RECORDS = 5000
 class AggregateParser:
     """One pass over one document: `header()` first, then `batches()`, then `problems`."""
 
-    def __init__(self, stream: BinaryIO) -> None:
+    def __init__(self, stream: BinaryIO, accept_partial: bool = False) -> None:
+        self._guard = _PrologGuard(stream)
+        self._accept_partial = accept_partial
         self._events = etree.iterparse(
-            _PrologGuard(stream), events=("end",), tag=_WATCHED, recover=True,
+            self._guard, events=("end",), tag=_WATCHED, recover=True,
             remove_blank_text=True, resolve_entities=False, no_network=True, load_dtd=False,
             huge_tree=True, remove_comments=True, remove_pis=True)
         self._header = RawReportHeader()
@@ -60,7 +70,9 @@ class AggregateParser:
                 self._batch = RecordBatch()
         if len(self._batch) or self._batch.notes:
             yield self._batch
-        self._finish()
+        damaged = self._finish()
+        if damaged:
+            self._stopped_early()
 
     def _walk(self) -> Iterator[int]:
         """Parse on, stepping once per record read (into the current batch)."""
@@ -71,13 +83,10 @@ class AggregateParser:
                     self._count += 1
                     read_record(element, self._count, self._batch)
                     element.clear()
-                    parent = element.getparent()
-                    if parent is not None:
-                        previous = element.getprevious()
-                        while previous is not None:
-                            parent.remove(previous)
-                            previous = element.getprevious()
+                    _prune_read_records(element)
                     yield self._count
+                elif in_extension(element):
+                    continue
                 elif self._header_given and name in ("report_metadata", "policy_published"):
                     self.problems.append(f"<{name}> comes after more than 10,000 records; ignored")
                 else:
@@ -87,20 +96,51 @@ class AggregateParser:
                 raise MalformedReport(f"not readable as XML: {exc}") from exc
             self.problems.append(f"XML damaged beyond repair after record {self._count}: {exc}")
 
-    def _finish(self) -> None:
-        for entry in self._events.error_log:
-            message = f"XML repaired at line {entry.line}: {entry.message}"
-            if len(self.problems) >= 20:
-                self.problems.append("further XML errors not listed")
-                break
-            if message not in self.problems:
-                self.problems.append(message)
+    def _stopped_early(self) -> None:
+        """Errors, not mere warnings: libxml2's streaming (push) parser gives up for good at
+        some damage (an unescaped `<`) that its whole-document recovery steps over."""
+        if not self._accept_partial:
+            raise ReadAgain(ReadMode.WHOLE, "the streaming parser met errors")
+        self.problems.append("the document is damaged and too large to be read again whole; "
+                             f"records after the damage may be missing ({self._count} read)")
+
+    def _finish(self) -> bool:
+        """Note what libxml2 repaired; returns whether there were errors (not just warnings)."""
+        log = self._events.error_log
+        self.problems.extend(_repairs(log))
         if self._count or self._header.seen:
-            return
+            return any(entry.level >= etree.ErrorLevels.ERROR for entry in log)
         root = getattr(self._events, "root", None)
         found = "nothing" if root is None else f"<{local_name(root.tag) or '?'}>"
         raise MalformedReport(
             f"not a DMARC aggregate report: no <feedback> content (root element: {found})")
+
+
+def _repairs(log: etree._ListErrorLog) -> list[str]:
+    lines: list[str] = []
+    for entry in log:
+        message = f"XML repaired at line {entry.line}: {entry.message}"
+        if len(lines) >= 20:
+            lines.append("further XML errors not listed")
+            break
+        if message not in lines:
+            lines.append(message)
+    return lines
+
+
+def _prune_read_records(record: etree._Element) -> None:
+    """Drop the records before this one, already read, so memory stays flat.
+
+    Only records go: when recovery has nested a record inside another element (a missing
+    `</record>`, KDDI's broken `</report_id`), the siblings may be content not read yet.
+    """
+    parent = record.getparent()
+    if parent is None:
+        return
+    previous = record.getprevious()
+    while previous is not None and local_name(previous.tag) == "record":
+        parent.remove(previous)
+        previous = record.getprevious()
 
 
 class _PrologGuard:
@@ -109,6 +149,7 @@ class _PrologGuard:
     def __init__(self, stream: BinaryIO) -> None:
         self._stream = stream
         self._first = True
+
 
     def read(self, size: int = -1) -> bytes:
         try:
@@ -123,3 +164,45 @@ class _PrologGuard:
 
     def _checked_start(self) -> bytes:
         return check_prolog(self._stream.read(PROLOG_LIMIT))
+
+
+class WholeDocumentParser:
+    """The whole document parsed at once with libxml2's full recovery.
+
+    Only for documents the streaming parser could not read to the end (an unescaped `<`
+    stops it for good, where whole-document recovery steps over it); bounded by the caller.
+    """
+
+    def __init__(self, data: bytes) -> None:
+        parser = etree.XMLParser(recover=True, remove_blank_text=True, resolve_entities=False,
+                                 no_network=True, load_dtd=False, huge_tree=True,
+                                 remove_comments=True, remove_pis=True)
+        try:
+            root = etree.fromstring(check_prolog(data), parser)
+        except etree.XMLSyntaxError as exc:
+            raise MalformedReport(f"not readable as XML: {exc}") from exc
+        self.problems = _repairs(parser.error_log)
+        self.problems.append("read again as a whole document, the way damaged XML is recovered best")
+        self._root = root
+        self._header = RawReportHeader()
+        self._records: list[etree._Element] = []
+        for element in ([] if root is None else root.iter()):
+            name = local_name(element.tag)
+            if name == "record":
+                self._records.append(element)
+            elif name in ("report_metadata", "policy_published", "version") and not in_extension(element):
+                read_header_element(element, self._header)
+        if not self._records and not self._header.seen:
+            found = "nothing" if root is None else f"<{local_name(root.tag) or '?'}>"
+            raise MalformedReport(
+                f"not a DMARC aggregate report: no <feedback> content (root element: {found})")
+
+    def header(self) -> RawReportHeader:
+        return self._header
+
+    def batches(self) -> Iterator[RecordBatch]:
+        for start in range(0, len(self._records), BATCH_RECORDS):
+            batch = RecordBatch()
+            for number, element in enumerate(self._records[start:start + BATCH_RECORDS], start + 1):
+                read_record(element, number, batch)
+            yield batch

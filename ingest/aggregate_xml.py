@@ -20,14 +20,29 @@ PROLOG_LIMIT = 64 * 1024
 _PROLOG_ITEM = re.compile(rb"\s*(<\?.*?\?>|<!--.*?-->)", re.DOTALL)
 
 LOCAL_NAMES: dict[object, str] = {}
+_HEADER_METADATA = {"org_name", "email", "extra_contact_info", "report_id", "begin", "end",
+                    "generator"}
 
 
 def local_name(tag: object) -> str:
+    """`{uri}name`, `prefix:name` (a prefix never declared) and `name` all give `name`."""
     name = LOCAL_NAMES.get(tag)
     if name is None:
-        name = tag.rpartition("}")[2] if isinstance(tag, str) else ""
+        name = tag.rpartition("}")[2].rpartition(":")[2] if isinstance(tag, str) else ""
+        if len(LOCAL_NAMES) > 4096:  # senders can invent any number of element names
+            LOCAL_NAMES.clear()
         LOCAL_NAMES[tag] = name
     return name
+
+
+def namespace_of(tag: object) -> str:
+    return tag[1:].partition("}")[0] if isinstance(tag, str) and tag.startswith("{") else ""
+
+
+def in_extension(element: etree._Element) -> bool:
+    """Whether an element sits inside an `<extension>` or a record, where header names
+    (version, policy_published...) may be reused by extensions and must not count."""
+    return any(local_name(ancestor.tag) in ("extension", "record") for ancestor in element.iterancestors())
 
 
 def child_texts(element: etree._Element) -> dict[str, str | None]:
@@ -41,21 +56,29 @@ def read_header_element(element: etree._Element, header: RawReportHeader) -> Non
         header.version = element.text
         return
     header.seen.add(name)
-    if header.namespace is None and isinstance(element.tag, str):
-        header.namespace = etree.QName(element).namespace or ""
+    if header.namespace is None:
+        header.namespace = namespace_of(element.tag)
     if name == "policy_published":
         header.policy.update(child_texts(element))
         return
+    _read_metadata(element, header)
+
+
+def _read_metadata(element: etree._Element, header: RawReportHeader) -> None:
+    """Metadata fields wherever recovery put them (KDDI's broken `</report_id` nests the
+    date range inside report_id), but never from inside a record."""
     for child in element:
         key = local_name(child.tag)
-        if key == "date_range":
-            for part in child:
-                header.metadata[local_name(part.tag)] = part.text
-        elif key == "error":
+        if key == "record" or key == "extension":
+            continue
+        if key == "error":
             if child.text and child.text.strip():
                 header.errors.append(child.text.strip())
-        elif key:
+            continue
+        if key in _HEADER_METADATA and key not in header.metadata:
             header.metadata[key] = child.text
+        if len(child):
+            _read_metadata(child, header)
 
 
 def check_prolog(chunk: bytes) -> bytes:
@@ -70,13 +93,17 @@ def check_prolog(chunk: bytes) -> bytes:
     utf16 = chunk[:2] in (b"\xff\xfe", b"\xfe\xff")
     probe = chunk[:PROLOG_LIMIT]
     if utf16:
-        probe = probe.replace(b"\x00", b"")
+        probe = probe[2:].replace(b"\x00", b"")
     position = 0
     while (match := _PROLOG_ITEM.match(probe, position)) is not None:
         position = match.end()
-    if probe[position:].lstrip()[:9].upper() == b"<!DOCTYPE":
+    rest = probe[position:].lstrip()
+    if rest[:9].upper() == b"<!DOCTYPE":
         raise UnsafeInput("the document declares a DTD (<!DOCTYPE>); DMARC reports never "
                           "need one and it is refused to rule out entity expansion and XXE")
+    if rest.startswith((b"<!--", b"<?")) or (not rest and len(chunk) >= PROLOG_LIMIT):
+        raise UnsafeInput(f"the document's prolog does not end within {PROLOG_LIMIT // 1024} KiB; "
+                          "refused, as a DTD could follow")
     if b"<!ENTITY" in probe:
         raise UnsafeInput("the document declares entities (<!ENTITY>), which are refused")
     return chunk

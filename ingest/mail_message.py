@@ -8,6 +8,7 @@ failure reports, TLS reports) is trusted.
 
 from __future__ import annotations
 
+import email.errors
 import email.header
 import email.parser
 import email.policy
@@ -111,7 +112,7 @@ def _header_text(value: object) -> str:
         return "".join(
             chunk.decode(charset or "utf-8", "replace") if isinstance(chunk, bytes) else chunk
             for chunk, charset in decoded)
-    except (LookupError, ValueError, TypeError):
+    except (LookupError, ValueError, TypeError, email.errors.MessageError):
         return str(value)
 
 

@@ -26,20 +26,24 @@ from xml.sax.saxutils import quoteattr
 from lxml import etree
 
 from ingest.aggregate_report import RawReportHeader
-from ingest.aggregate_xml import local_name, read_header_element, read_record
+from ingest.aggregate_xml import in_extension, local_name, read_header_element, read_record
 from ingest.errors import IngestError
+from ingest.read_mode import ReadAgain, ReadMode
 from ingest.record_batch import RecordBatch
 
 CHUNK_BYTES = 1024 * 1024
 _READ_BYTES = 1024 * 1024
-_RECORD_START = re.compile(rb"<((?:[A-Za-z_][\w.-]*:)?record)[\s>]")
+_RECORD_START = re.compile(rb"<((?:[A-Za-z_][\w.-]*:)?record)[\s>/]")
 _DECLARED_ENCODING = re.compile(rb"""\A<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
 _UTF8_NAMES = {b"utf-8", b"utf8", b"us-ascii", b"ascii"}
-_HEADER_TAGS = ("{*}feedback", "{*}report_metadata", "{*}policy_published", "{*}version")
+_HEADER_TAGS = ("{*}feedback", "{*}report_metadata", "{*}policy_published", "{*}version", "{*}record")
 
 
-class ParallelUnsuitable(Exception):
+class ParallelUnsuitable(ReadAgain):
     """This document must be read by the serial parser (not an input error)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(ReadMode.SERIAL, reason)
 
 
 def cores() -> int:
@@ -51,12 +55,21 @@ def _parser() -> etree.XMLParser:
                            load_dtd=False, huge_tree=True, remove_comments=True, remove_pis=True)
 
 
+def _parse_strictly(data: bytes, what: str) -> etree._Element:
+    """Parse a piece that must be flawless: any error or warning means "read serially"."""
+    parser = _parser()
+    try:
+        root = etree.fromstring(data, parser)
+    except etree.XMLSyntaxError as exc:
+        raise ParallelUnsuitable(f"{what} is not well-formed: {exc}") from exc
+    if len(parser.error_log):
+        raise ParallelUnsuitable(f"{what} has warnings: {parser.error_log[0].message}")
+    return root
+
+
 def parse_chunk(data: bytes, first_position: int, expected: int) -> RecordBatch:
     """In a worker: one wrapped chunk of records to one batch of rows."""
-    try:
-        root = etree.fromstring(data, _parser())
-    except etree.XMLSyntaxError as exc:
-        raise ParallelUnsuitable(f"chunk at record {first_position} is not well-formed: {exc}") from exc
+    root = _parse_strictly(data, f"chunk at record {first_position}")
     batch = RecordBatch()
     position = first_position
     for element in root:
@@ -91,6 +104,9 @@ _pools: dict[int, ProcessPoolExecutor] = {}
 _pool_lock = threading.Lock()
 
 
+_warming: dict[int, list[Future[int]]] = {}
+
+
 def _get_pool(workers: int) -> ProcessPoolExecutor:
     """A long-lived pool of `workers` processes (spawned: no fork of a threaded parent)."""
     with _pool_lock:
@@ -100,13 +116,24 @@ def _get_pool(workers: int) -> ProcessPoolExecutor:
                 atexit.register(shutdown_pool)
             pool = _pools[workers] = ProcessPoolExecutor(
                 max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+            # starting a worker takes about a second (a fresh interpreter importing lxml):
+            # get them all going now, in the background
+            _warming[workers] = [pool.submit(os.getpid) for _ in range(workers)]
         return pool
+
+
+def pool_ready(workers: int) -> bool:
+    """Whether a pool of `workers` is up; if there is none, one starts in the background."""
+    _get_pool(workers)
+    with _pool_lock:
+        return all(future.done() for future in _warming.get(workers, ()))
 
 
 def shutdown_pool() -> None:
     with _pool_lock:
         pools = list(_pools.values())
         _pools.clear()
+        _warming.clear()
     for pool in pools:
         pool.shutdown(wait=True, cancel_futures=True)
 
@@ -149,15 +176,22 @@ class ParallelAggregateReader:
             parser.feed(self._head)
             for event, element in parser.read_events():
                 assert isinstance(element, etree._Element)
+                name = local_name(element.tag)
                 if event == "start":
-                    if local_name(element.tag) == "feedback" and nsmap is None:
+                    if name == "feedback" and nsmap is None:
                         nsmap = dict(element.nsmap)
-                elif local_name(element.tag) != "feedback":
+                elif name == "record":
+                    raise ParallelUnsuitable("a record before the first record start tag")
+                elif name != "feedback" and not in_extension(element):
                     read_header_element(element, header)
         except etree.XMLSyntaxError as exc:
             raise ParallelUnsuitable(f"head is not well-formed: {exc}") from exc
+        if len(parser.error_log):
+            raise ParallelUnsuitable(f"head has warnings: {parser.error_log[0].message}")
         if nsmap is None:
             raise ParallelUnsuitable("no <feedback> before the first record")
+        if not {"report_metadata", "policy_published"} <= header.seen:
+            raise ParallelUnsuitable("the header is not complete before the first record")
         return header, nsmap
 
     def _chunks(self) -> Iterator[tuple[bytes, int]]:
@@ -197,11 +231,16 @@ class ParallelAggregateReader:
                 return match.end()
 
     def _check_tail(self, tail: bytes) -> None:
-        """Head and tail together must be a well-formed document: the envelope is complete."""
-        try:
-            etree.fromstring(self._head + tail, _parser())
-        except etree.XMLSyntaxError as exc:
-            raise ParallelUnsuitable(f"document does not end cleanly after its records: {exc}") from exc
+        """Head and tail together must be a flawless document holding no record and no second
+        header: then every record was in a chunk and the envelope is complete."""
+        root = _parse_strictly(self._head + tail, "the document around its records")
+        counts: dict[str, int] = {}
+        for element in root.iter():
+            name = local_name(element.tag)
+            counts[name] = counts.get(name, 0) + 1
+        if counts.get("record") or counts.get("report_metadata", 0) > 1 or counts.get(
+                "policy_published", 0) > 1:
+            raise ParallelUnsuitable("records or a second header outside the record run")
 
     def batches(self) -> Iterator[RecordBatch]:
         pool = _get_pool(self._workers)

@@ -24,10 +24,11 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from ingest.aggregate_normaliser import normalise_header
 from ingest.aggregate_report import RepairNotes, ReportHeader
 from ingest.aggregate_source import AggregateSource, open_aggregate
-from ingest.errors import IngestError, LimitExceeded
+from ingest.errors import IngestError, LimitExceeded, MalformedReport
 from ingest.limits import DecompressionBudget, UnpackLimits
 from ingest.original_store import OriginalStore, StoredOriginal
-from ingest.parallel_parser import ParallelUnsuitable, cores
+from ingest.parallel_parser import cores
+from ingest.read_mode import ReadAgain, ReadMode
 from ingest.report_identity import ContentDigest, ReportIdentity, header_values
 from ingest.report_store import ReportStore, ReportTransaction
 from ingest.unpack import Opener, Payload, ReportKind, UnpackFailure, unpack
@@ -165,16 +166,20 @@ class IngestPipeline:
         raise AssertionError("unreachable")
 
     def _store_aggregate_once(self, payload: Payload, sha256: str) -> ReportOutcome:
-        try:
-            return self._store_with(payload, sha256, parallel=True)
-        except ParallelUnsuitable:
-            # found out mid-document; the transaction was rolled back: read it serially
-            return self._store_with(payload, sha256, parallel=False)
+        mode = ReadMode.AUTO
+        while True:
+            try:
+                return self._store_with(payload, sha256, mode)
+            except ReadAgain as again:
+                # found out mid-document; the transaction was rolled back: start over
+                if again.mode is mode:
+                    raise MalformedReport(f"cannot read the document ({again})") from again
+                mode = again.mode
 
-    def _store_with(self, payload: Payload, sha256: str, parallel: bool) -> ReportOutcome:
+    def _store_with(self, payload: Payload, sha256: str, mode: ReadMode) -> ReportOutcome:
         notes = RepairNotes()
         with payload.open() as stream, _gc_paused():
-            source = open_aggregate(stream, parallel, self.parse_workers)
+            source = open_aggregate(stream, mode, self.parse_workers)
             header = normalise_header(source.header(), notes)
             identity = ReportIdentity.of(header)
             with self.store.report_transaction(identity) as tx:
@@ -193,7 +198,7 @@ class IngestPipeline:
                                              report_id=report_id, records=digest.records)
                 # same identity, different content: keep it too, flagged, never merged
                 with payload.open() as again:
-                    source = open_aggregate(again, parallel, self.parse_workers)
+                    source = open_aggregate(again, mode, self.parse_workers)
                     fresh_notes = RepairNotes()
                     header = normalise_header(source.header(), fresh_notes)
                     return self._write(tx, source, header, fresh_notes, payload, sha256, copies[0][0])

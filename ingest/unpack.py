@@ -8,6 +8,7 @@ becomes an `UnpackFailure`, so one bad member never hides its good siblings.
 
 from __future__ import annotations
 
+import email.errors
 import io
 import shutil
 import tempfile
@@ -122,7 +123,8 @@ def _walk_message(data: bytes, location: str, budget: DecompressionBudget, depth
                   notes: list[str]) -> Iterator[Payload | UnpackFailure]:
     try:
         contents = read_message(data)
-    except (ValueError, LookupError, TypeError, AttributeError, IndexError) as exc:
+    except (ValueError, LookupError, TypeError, AttributeError, IndexError,
+            email.errors.MessageError) as exc:
         yield UnpackFailure(location, MalformedReport(f"unreadable e-mail message ({exc})"))
         return
     if contents.kind is MessageKind.FAILURE:
