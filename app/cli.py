@@ -9,11 +9,14 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from app.db import SchemaNotReady, get_engine, require_current_schema, upgrade_database
 from app.settings import Settings, get_settings
@@ -28,14 +31,37 @@ err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
 
 
-def _pipeline(settings: Settings) -> IngestPipeline:
+def _fail(message: str, code: int = 2) -> NoReturn:
+    err.print(f"[red]error:[/red] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def _settings() -> Settings:
+    try:
+        return get_settings()
+    except ValueError as exc:  # pydantic's ValidationError included
+        _fail(f"invalid settings: {exc}")
+
+
+def _database_trouble(settings: Settings, exc: SQLAlchemyError) -> NoReturn:
+    where = make_url(settings.database_url).render_as_string(hide_password=True)
+    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+    _fail(f"cannot use the database {where}: {reason}", 3)
+
+
+def _ready_engine(settings: Settings) -> Engine:
     engine = get_engine(settings.database_url)
     try:
         require_current_schema(engine)
     except SchemaNotReady as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
-    return IngestPipeline(engine, settings.data_dir, settings.unpack_limits)
+        _fail(str(exc))
+    except SQLAlchemyError as exc:
+        _database_trouble(settings, exc)
+    return engine
+
+
+def _pipeline(settings: Settings) -> IngestPipeline:
+    return IngestPipeline(_ready_engine(settings), settings.data_dir, settings.unpack_limits)
 
 
 def _expand(paths: list[str]) -> Iterator[str | Path]:
@@ -71,12 +97,29 @@ def ingest(
 ) -> None:
     """Ingest report files; exits non-zero when any input failed."""
     if not paths and not retry_failed:
-        err.print("[red]error:[/red] give at least one PATH (or - for stdin), or --retry-failed")
-        raise typer.Exit(2)
-    pipeline = _pipeline(get_settings())
+        _fail("give at least one PATH (or - for stdin), or --retry-failed")
+    settings = _settings()
+    pipeline = _pipeline(settings)
     started = time.perf_counter()
     outcomes: list[InputOutcome] = []
     targets = list(_expand(paths or []))
+    try:
+        _ingest_all(pipeline, targets, retry_failed, as_json, outcomes)
+    except SQLAlchemyError as exc:
+        # what was received is kept in the data directory; `--retry-failed` picks it up
+        _database_trouble(settings, exc)
+    elapsed = time.perf_counter() - started
+    summary = _summary(outcomes, elapsed)
+    if as_json:
+        out.print_json(data=summary) if out.is_terminal else print(json.dumps(summary))
+    else:
+        _print_summary(summary)
+    if summary["inputs_failed"]:
+        raise typer.Exit(1)
+
+
+def _ingest_all(pipeline: IngestPipeline, targets: list[str | Path], retry_failed: bool, as_json: bool,
+                outcomes: list[InputOutcome]) -> None:
     show_progress = not as_json and err.is_terminal and (len(targets) > 1 or retry_failed)
     with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(),
                   MofNCompleteColumn(), TimeRemainingColumn(), console=err,
@@ -97,14 +140,6 @@ def ingest(
                 progress.advance(task)
                 if not as_json:
                     _print_outcome(outcome)
-    elapsed = time.perf_counter() - started
-    summary = _summary(outcomes, elapsed)
-    if as_json:
-        out.print_json(data=summary) if out.is_terminal else print(json.dumps(summary))
-    else:
-        _print_summary(summary)
-    if summary["inputs_failed"]:
-        raise typer.Exit(1)
 
 
 def _summary(outcomes: list[InputOutcome], elapsed: float) -> dict[str, object]:
@@ -161,12 +196,8 @@ def serve(
     """Run the web app and JSON API."""
     import uvicorn
 
-    settings = get_settings()
-    try:
-        require_current_schema(get_engine(settings.database_url))
-    except SchemaNotReady as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
+    settings = _settings()
+    _ready_engine(settings)
     uvicorn.run("app.main:create_app", factory=True, host=host, port=port,
                 log_level=settings.log_level.lower())
 
@@ -174,6 +205,9 @@ def serve(
 @db_cli.command("upgrade")
 def db_upgrade() -> None:
     """Apply all pending schema migrations to RUA_DATABASE_URL."""
-    settings = get_settings()
-    upgrade_database(settings.database_url)
+    settings = _settings()
+    try:
+        upgrade_database(settings.database_url)
+    except SQLAlchemyError as exc:
+        _database_trouble(settings, exc)
     err.print("database is up to date")

@@ -33,9 +33,9 @@ class Settings(BaseSettings):
     max_message_bytes: int = Field(default=_DEFAULTS.max_message_bytes, gt=0)
     max_decompressed_bytes: int = Field(default=_DEFAULTS.max_decompressed_bytes, gt=0)
     max_compression_ratio: int = Field(default=_DEFAULTS.max_compression_ratio, gt=1)
-    max_nesting_depth: int = Field(default=_DEFAULTS.max_depth, ge=1)
+    max_nesting_depth: int = Field(default=_DEFAULTS.max_nesting_depth, ge=1)
     max_members: int = Field(default=_DEFAULTS.max_members, ge=1)
-    max_mbox_messages: int = Field(default=_DEFAULTS.max_messages, ge=1)
+    max_mbox_messages: int = Field(default=_DEFAULTS.max_mbox_messages, ge=1)
     log_level: str = "INFO"
 
     @classmethod
@@ -62,9 +62,9 @@ class Settings(BaseSettings):
             max_message_bytes=self.max_message_bytes,
             max_decompressed_bytes=self.max_decompressed_bytes,
             max_compression_ratio=self.max_compression_ratio,
-            max_depth=self.max_nesting_depth,
+            max_nesting_depth=self.max_nesting_depth,
             max_members=self.max_members,
-            max_messages=self.max_mbox_messages,
+            max_mbox_messages=self.max_mbox_messages,
         )
 
 

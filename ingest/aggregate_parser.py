@@ -107,6 +107,8 @@ class AggregateParser:
     def _finish(self) -> bool:
         """Note what libxml2 repaired; returns whether there were errors (not just warnings)."""
         log = self._events.error_log
+        if self._guard.junk_before_declaration:
+            self.problems.append("whitespace before the XML declaration removed")
         self.problems.extend(_repairs(log))
         if self._count or self._header.seen:
             return any(entry.level >= etree.ErrorLevels.ERROR for entry in log)
@@ -149,6 +151,7 @@ class _PrologGuard:
     def __init__(self, stream: BinaryIO) -> None:
         self._stream = stream
         self._first = True
+        self.junk_before_declaration = False
 
 
     def read(self, size: int = -1) -> bytes:
@@ -163,7 +166,11 @@ class _PrologGuard:
             raise MalformedReport(f"cannot read the document: {exc}") from exc
 
     def _checked_start(self) -> bytes:
-        return check_prolog(self._stream.read(PROLOG_LIMIT))
+        raw = self._stream.read(PROLOG_LIMIT)
+        start = check_prolog(raw)
+        self.junk_before_declaration = start.startswith(b"<?xml") and len(raw) - len(start) > (
+            3 if raw.startswith(b"\xef\xbb\xbf") else 0)
+        return start
 
 
 class WholeDocumentParser:

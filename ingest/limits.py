@@ -18,9 +18,9 @@ class UnpackLimits:
     max_compression_ratio: int = 200
     # the ratio is only judged once this much has been inflated: tiny streams have odd ratios
     ratio_grace_bytes: int = 8 * 1024 * 1024
-    max_depth: int = 6
+    max_nesting_depth: int = 6
     max_members: int = 1000
-    max_messages: int = 100_000
+    max_mbox_messages: int = 100_000
 
 
 @dataclass(slots=True)
@@ -49,14 +49,16 @@ class DecompressionBudget:
 
     def charge_message(self) -> None:
         self.messages += 1
-        if self.messages > self.limits.max_messages:
+        if self.messages > self.limits.max_mbox_messages:
             raise LimitExceeded(
-                "max_messages", self.limits.max_messages, "the mbox holds more messages than allowed")
+                "max_mbox_messages", self.limits.max_mbox_messages,
+                "the mbox holds more messages than allowed")
 
     def check_depth(self, depth: int) -> None:
-        if depth > self.limits.max_depth:
+        if depth > self.limits.max_nesting_depth:
             raise LimitExceeded(
-                "max_depth", self.limits.max_depth, "containers are nested deeper than allowed")
+                "max_nesting_depth", self.limits.max_nesting_depth,
+                "containers are nested deeper than allowed")
 
     def check_ratio(self, inflated: int, compressed: int) -> None:
         limits = self.limits

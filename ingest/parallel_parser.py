@@ -204,9 +204,12 @@ class ParallelAggregateReader:
                 finished = not more
                 buffer += more
             cut = self._last_close(buffer)
-            if cut is None:
+            if cut is None:  # a record longer than a chunk, or the document's tail
                 if finished:
                     break
+                more = self._read()
+                finished = not more
+                buffer += more
                 continue
             chunk, buffer = buffer[:cut], buffer[cut:]
             yield chunk, len(self._close.findall(chunk))

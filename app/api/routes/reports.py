@@ -46,7 +46,8 @@ def list_reports(
     """Stored reports, newest report period first."""
     total = session.exec(select(func.count()).select_from(Report)).one()
     rows = session.exec(
-        select(Report).order_by(Report.date_begin.desc(), Report.id.desc())  # type: ignore[union-attr]
+        # undated reports last on every database (PostgreSQL sorts NULL first when descending)
+        select(Report).order_by(Report.date_begin.desc().nulls_last(), Report.id.desc())  # type: ignore[union-attr]
         .offset(offset).limit(limit)).all()
     return ReportPage(total=total, limit=limit, offset=offset,
                       items=[ReportSummary.model_validate(row, from_attributes=True) for row in rows])
