@@ -21,6 +21,7 @@ from ingest.aggregate_xml import (
     local_name,
     read_header_element,
     read_record,
+    refuse_doctype,
 )
 from ingest.errors import IngestError, MalformedReport
 from ingest.read_mode import ReadAgain, ReadMode
@@ -47,6 +48,7 @@ class AggregateParser:
         self._batch = RecordBatch()
         self._steps = self._walk()
         self._count = 0
+        self._checked_doctype = False
         self.problems: list[str] = []
 
     def header(self) -> RawReportHeader:
@@ -78,6 +80,9 @@ class AggregateParser:
         """Parse on, stepping once per record read (into the current batch)."""
         try:
             for _event, element in self._events:
+                if not self._checked_doctype:
+                    refuse_doctype(element)
+                    self._checked_doctype = True
                 name = local_name(element.tag)
                 if name == "record":
                     self._count += 1
@@ -188,6 +193,8 @@ class WholeDocumentParser:
             root = etree.fromstring(check_prolog(data), parser)
         except etree.XMLSyntaxError as exc:
             raise MalformedReport(f"not readable as XML: {exc}") from exc
+        if root is not None:
+            refuse_doctype(root)
         self.problems = _repairs(parser.error_log)
         self.problems.append("read again as a whole document, the way damaged XML is recovered best")
         self._root = root

@@ -12,8 +12,8 @@ class UnpackLimits:
     """Per-input limits; defaults fit the largest real reports with a wide margin."""
 
     max_input_bytes: int = 512 * 1024 * 1024
-    # e-mails are parsed whole by the standard library: about three times their size in memory
-    max_message_bytes: int = 64 * 1024 * 1024
+    # e-mails are parsed whole by the standard library: up to ten times their size in memory
+    max_message_bytes: int = 32 * 1024 * 1024
     max_decompressed_bytes: int = 4 * 1024 * 1024 * 1024
     max_compression_ratio: int = 200
     # the ratio is only judged once this much has been inflated: tiny streams have odd ratios
@@ -31,10 +31,16 @@ class DecompressionBudget:
     decompressed_bytes: int = 0
     members: int = 0
     messages: int = 0
-    notes: list[str] = field(default_factory=list)
+    _high_marks: dict[str, int] = field(default_factory=dict)
 
-    def charge_bytes(self, n: int) -> None:
-        self.decompressed_bytes += n
+    def charge_stream(self, stream: str, inflated: int) -> None:
+        """A stream has inflated `inflated` bytes so far; only growth past its previous high
+        mark counts, so opening a stream again (to sniff it, then parse it) costs nothing."""
+        grown = inflated - self._high_marks.get(stream, 0)
+        if grown <= 0:
+            return
+        self._high_marks[stream] = inflated
+        self.decompressed_bytes += grown
         if self.decompressed_bytes > self.limits.max_decompressed_bytes:
             raise LimitExceeded(
                 "max_decompressed_bytes", self.limits.max_decompressed_bytes,

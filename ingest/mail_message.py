@@ -125,7 +125,7 @@ def split_mbox(stream: BinaryIO, max_message_bytes: int) -> Iterator[bytes]:
     current: list[bytes] = []
     size = 0
     previous_blank = True
-    for line in stream:
+    for line in iter(lambda: stream.readline(max_message_bytes + 1), b""):
         if line.startswith(b"From ") and previous_blank:
             if current:
                 yield b"".join(current)

@@ -26,7 +26,7 @@ from xml.sax.saxutils import quoteattr
 from lxml import etree
 
 from ingest.aggregate_report import RawReportHeader
-from ingest.aggregate_xml import in_extension, local_name, read_header_element, read_record
+from ingest.aggregate_xml import in_extension, local_name, read_header_element, read_record, refuse_doctype
 from ingest.errors import IngestError
 from ingest.read_mode import ReadAgain, ReadMode
 from ingest.record_batch import RecordBatch
@@ -179,6 +179,7 @@ class ParallelAggregateReader:
                 name = local_name(element.tag)
                 if event == "start":
                     if name == "feedback" and nsmap is None:
+                        refuse_doctype(element)
                         nsmap = dict(element.nsmap)
                 elif name == "record":
                     raise ParallelUnsuitable("a record before the first record start tag")
@@ -207,6 +208,8 @@ class ParallelAggregateReader:
             if cut is None:  # a record longer than a chunk, or the document's tail
                 if finished:
                     break
+                if len(buffer) > 8 * CHUNK_BYTES:
+                    raise ParallelUnsuitable("no </record> within 8 chunks; left to the serial parser")
                 more = self._read()
                 finished = not more
                 buffer += more

@@ -19,11 +19,12 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import BinaryIO
 
-from ingest.compressed_stream import InflateReader, ZipMemberReader, buffered, read_limited
-from ingest.errors import IngestError, MalformedReport, UnrecognisedInput, UnsafeInput
+from ingest.compressed_stream import Compression, InflateReader, buffered, read_limited
+from ingest.errors import IngestError, LimitExceeded, MalformedReport, UnrecognisedInput, UnsafeInput
 from ingest.limits import DecompressionBudget
 from ingest.mail_message import MessageKind, read_message, split_mbox
 from ingest.sniff import SNIFF_BYTES, ContainerKind, describe, sniff
+from ingest.zip_member import open_member
 
 Opener = Callable[[], BinaryIO]
 
@@ -61,7 +62,8 @@ def unpack(opener: Opener, location: str, budget: DecompressionBudget) -> Iterat
     """Yield every report document inside one input.
 
     Input-wide limits (total inflated bytes, members, depth) raise `LimitExceeded` and end
-    the walk; damage confined to one part is yielded as an `UnpackFailure`.
+    the walk; damage confined to one part is yielded as an `UnpackFailure`. A payload must be
+    opened before the walk moves on: the archive holding it is closed afterwards.
     """
     yield from _walk(opener, location, budget, depth=0, notes=[])
 
@@ -72,6 +74,8 @@ def _walk(opener: Opener, location: str, budget: DecompressionBudget, depth: int
     try:
         with opener() as stream:
             head = stream.read(SNIFF_BYTES)
+    except LimitExceeded:
+        raise
     except IngestError as exc:
         yield UnpackFailure(location, exc)
         return
@@ -85,8 +89,9 @@ def _walk(opener: Opener, location: str, budget: DecompressionBudget, depth: int
             yield UnpackFailure(location, UnrecognisedInput(
                 "JSON that is not an SMTP TLS report (no organization-name)"))
     elif kind in (ContainerKind.GZIP, ContainerKind.ZLIB):
-        yield from _walk(_inflating(opener, kind, budget, notes, location), location, budget,
-                         depth + 1, notes)
+        inner_notes = list(notes)  # this layer's notes belong to what it holds, not its siblings
+        yield from _walk(_inflating(opener, kind, budget, inner_notes, location), location, budget,
+                         depth + 1, inner_notes)
     elif kind is ContainerKind.ZIP:
         yield from _walk_zip(opener, location, budget, depth, notes)
     elif kind is ContainerKind.EMAIL:
@@ -103,10 +108,10 @@ def _walk(opener: Opener, location: str, budget: DecompressionBudget, depth: int
 
 def _inflating(opener: Opener, kind: ContainerKind, budget: DecompressionBudget,
                notes: list[str], location: str) -> Opener:
-    gzip = kind is ContainerKind.GZIP
+    compression = Compression.GZIP if kind is ContainerKind.GZIP else Compression.ZLIB
 
     def open_inflated() -> BinaryIO:
-        reader = InflateReader(opener(), gzip=gzip, budget=budget, notes=notes,
+        reader = InflateReader(opener(), compression, budget=budget, notes=notes,
                                label=f"{location} ({kind})")
         return buffered(reader)
 
@@ -137,7 +142,7 @@ def _walk_message(data: bytes, location: str, budget: DecompressionBudget, depth
     budget.charge_member("MIME parts", len(contents.parts))
     for part in contents.parts:
         yield from _walk(_bytes_opener(part.data), f"{location}/{part.location}", budget,
-                         depth + 1, notes)
+                         depth + 1, list(notes))
 
 
 def _walk_mbox(opener: Opener, location: str, budget: DecompressionBudget, depth: int,
@@ -146,7 +151,7 @@ def _walk_mbox(opener: Opener, location: str, budget: DecompressionBudget, depth
         for number, message in enumerate(split_mbox(stream, budget.limits.max_message_bytes), 1):
             budget.charge_message()
             yield from _walk_message(message, f"{location}#message {number}", budget,
-                                     depth + 1, notes)
+                                     depth + 1, list(notes))
 
 
 def _walk_zip(opener: Opener, location: str, budget: DecompressionBudget, depth: int,
@@ -173,10 +178,13 @@ def _walk_zip(opener: Opener, location: str, budget: DecompressionBudget, depth:
                 yield UnpackFailure(member_location, UnsafeInput(problem))
                 continue
 
-            def open_member(info: zipfile.ZipInfo = info, label: str = member_location) -> BinaryIO:
-                return buffered(ZipMemberReader(archive, info, budget, label))
+            member_notes = list(notes)
 
-            yield from _walk(open_member, member_location, budget, depth + 1, notes)
+            def opener_of(info: zipfile.ZipInfo = info, label: str = member_location,
+                          member_notes: list[str] = member_notes) -> BinaryIO:
+                return open_member(archive, source, info, budget, member_notes, label)
+
+            yield from _walk(opener_of, member_location, budget, depth + 1, member_notes)
 
 
 def _unsafe_member(info: zipfile.ZipInfo) -> str | None:
@@ -191,8 +199,9 @@ def _unsafe_member(info: zipfile.ZipInfo) -> str | None:
 
 def _is_plain_seekable(stream: BinaryIO) -> bool:
     """Files and in-memory buffers seek cheaply; inflating readers do not."""
-    return isinstance(stream, (io.BytesIO, io.BufferedReader, io.FileIO)) and not isinstance(
-        getattr(stream, "raw", None), (InflateReader, ZipMemberReader))
+    if isinstance(stream, io.BufferedReader):
+        return isinstance(stream.raw, io.FileIO)
+    return isinstance(stream, (io.BytesIO, io.FileIO))
 
 
 def _spool(stream: BinaryIO) -> BinaryIO:
