@@ -15,9 +15,11 @@ from lxml import etree
 
 from ingest.aggregate_report import RawReportHeader
 from ingest.aggregate_xml import (
+    JUNK_NOTE,
     PROLOG_LIMIT,
     check_prolog,
     in_extension,
+    junk_before_declaration,
     local_name,
     read_header_element,
     read_record,
@@ -113,7 +115,7 @@ class AggregateParser:
         """Note what libxml2 repaired; returns whether there were errors (not just warnings)."""
         log = self._events.error_log
         if self._guard.junk_before_declaration:
-            self.problems.append("whitespace before the XML declaration removed")
+            self.problems.append(JUNK_NOTE)
         self.problems.extend(_repairs(log))
         if self._count or self._header.seen:
             return any(entry.level >= etree.ErrorLevels.ERROR for entry in log)
@@ -173,8 +175,7 @@ class _PrologGuard:
     def _checked_start(self) -> bytes:
         raw = self._stream.read(PROLOG_LIMIT)
         start = check_prolog(raw)
-        self.junk_before_declaration = start.startswith(b"<?xml") and len(raw) - len(start) > (
-            3 if raw.startswith(b"\xef\xbb\xbf") else 0)
+        self.junk_before_declaration = junk_before_declaration(raw, start)
         return start
 
 

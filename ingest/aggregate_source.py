@@ -14,7 +14,7 @@ from typing import BinaryIO, Protocol
 
 from ingest.aggregate_parser import AggregateParser, WholeDocumentParser
 from ingest.aggregate_report import RawReportHeader
-from ingest.aggregate_xml import PROLOG_LIMIT, check_prolog
+from ingest.aggregate_xml import JUNK_NOTE, PROLOG_LIMIT, check_prolog, junk_before_declaration
 from ingest.parallel_parser import ParallelAggregateReader, ParallelUnsuitable, cores, pool_ready
 from ingest.read_mode import ReadMode
 from ingest.record_batch import RecordBatch
@@ -90,9 +90,13 @@ def open_aggregate(stream: BinaryIO, mode: ReadMode = ReadMode.AUTO,
             return SerialAggregateSource(_rewound(block, stream))
     if len(block) < PARALLEL_MIN_BYTES:
         return SerialAggregateSource(_rewound(block, stream))
-    start = check_prolog(block[:PROLOG_LIMIT]) + block[PROLOG_LIMIT:]
+    prolog = check_prolog(block[:PROLOG_LIMIT])
+    start = prolog + block[PROLOG_LIMIT:]
     try:
-        return ParallelAggregateReader(stream, start, workers)
+        reader = ParallelAggregateReader(stream, start, workers)
+        if junk_before_declaration(block[:PROLOG_LIMIT], prolog):
+            reader.problems.append(JUNK_NOTE)
+        return reader
     except ParallelUnsuitable:
         return SerialAggregateSource(_rewound(block, stream))
 

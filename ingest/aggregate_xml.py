@@ -90,6 +90,15 @@ def refuse_doctype(element: etree._Element) -> None:
                           "need one and it is refused to rule out entity expansion and XXE")
 
 
+def junk_before_declaration(raw: bytes, start: bytes) -> bool:
+    """Whether `check_prolog` had to strip more than a BOM before an XML declaration."""
+    bom = 3 if raw.startswith(b"\xef\xbb\xbf") else 0
+    return start.startswith(b"<?xml") and len(raw) - len(start) > bom
+
+
+JUNK_NOTE = "whitespace before the XML declaration removed"
+
+
 def check_prolog(chunk: bytes) -> bytes:
     """The start of a document with leading junk stripped; refuses any DTD.
 

@@ -38,7 +38,7 @@ def _data_offset(source: BinaryIO, info: zipfile.ZipInfo, label: str) -> int:
     try:
         source.seek(info.header_offset)
         signature, name_length, extra_length = _LOCAL_HEADER.unpack(source.read(_LOCAL_HEADER.size))
-    except (OSError, struct.error) as exc:
+    except (OSError, ValueError, struct.error) as exc:  # ValueError: a negative offset
         raise MalformedReport(f"{label}: cannot read the member's local header ({exc})") from exc
     if signature != b"PK\x03\x04":
         raise MalformedReport(f"{label}: the member's local header is damaged")
