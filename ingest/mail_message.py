@@ -15,23 +15,15 @@ import email.policy
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import BinaryIO
 
 from ingest.errors import LimitExceeded
-from ingest.sniff import ContainerKind, looks_like_aggregate_xml, sniff
+from ingest.sniff import ContainerKind, ReportKind, looks_like_aggregate_xml, sniff
 
 _NON_ARF_FAILURE_SUBJECT = re.compile(
     r"(dmarc|dkim|spf)\b.*\b(failure|forensic)\b.*\breport|\b(failure|forensic)\s+report\b.*\bdmarc",
     re.IGNORECASE)
 _REPORT_CONTAINERS = {ContainerKind.GZIP, ContainerKind.ZLIB, ContainerKind.ZIP}
-
-
-class MessageKind(StrEnum):
-    AGGREGATE = "aggregate"
-    FAILURE = "failure"
-    TLS = "tls"
-    NONE = "none"
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +37,8 @@ class MessagePart:
 
 @dataclass(frozen=True, slots=True)
 class MessageContents:
-    kind: MessageKind
+    kind: ReportKind | None
+    """What the message carries; None when it holds no report at all."""
     parts: tuple[MessagePart, ...]
     subject: str
     part_types: tuple[str, ...]
@@ -81,15 +74,15 @@ def read_message(data: bytes) -> MessageContents:
             parts.append(MessagePart(location=str(name), content_type=ctype, data=payload))
 
     if report_type == "tlsrpt" or has_tls_part:
-        kind = MessageKind.TLS
+        kind = ReportKind.TLS
     elif report_type == "feedback-report" or has_feedback_part:
-        kind = MessageKind.FAILURE
+        kind = ReportKind.FAILURE
     elif parts:
-        kind = MessageKind.AGGREGATE
+        kind = ReportKind.AGGREGATE
     elif top_type == "multipart/report" or _NON_ARF_FAILURE_SUBJECT.search(subject):
-        kind = MessageKind.FAILURE
+        kind = ReportKind.FAILURE
     else:
-        kind = MessageKind.NONE
+        kind = None
     return MessageContents(kind, tuple(parts), subject, tuple(part_types))
 
 

@@ -16,6 +16,14 @@ _AGGREGATE_ELEMENT = re.compile(rb"<(?:[\w.-]+:)?(?:feedback|report_metadata)[\s
 _HEADER_LINE = re.compile(rb"[!-9;-~]{1,76}:[ \t]*[^\r\n]*\r?\n")
 
 
+class ReportKind(StrEnum):
+    """The three kinds of report that reach a DMARC reporting address."""
+
+    AGGREGATE = "aggregate"
+    FAILURE = "failure"
+    TLS = "tls"
+
+
 class ContainerKind(StrEnum):
     EMPTY = "empty"
     GZIP = "gzip"

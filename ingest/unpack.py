@@ -16,25 +16,19 @@ import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import BinaryIO
 
 from ingest.compressed_stream import Compression, InflateReader, buffered, read_limited
 from ingest.errors import IngestError, LimitExceeded, MalformedReport, UnrecognisedInput, UnsafeInput
 from ingest.limits import DecompressionBudget
-from ingest.mail_message import MessageKind, read_message, split_mbox
+from ingest.mail_message import read_message, split_mbox
 from ingest.sniff import SNIFF_BYTES, ContainerKind, describe, sniff
+from ingest.sniff import ReportKind as ReportKind  # re-exported: payloads carry it
 from ingest.zip_member import open_member
 
 Opener = Callable[[], BinaryIO]
 
 _SPOOL_IN_MEMORY = 16 * 1024 * 1024
-
-
-class ReportKind(StrEnum):
-    AGGREGATE = "aggregate"
-    FAILURE = "failure"
-    TLS = "tls"
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +126,7 @@ def _walk_message(data: bytes, location: str, budget: DecompressionBudget, depth
             email.errors.MessageError) as exc:
         yield UnpackFailure(location, MalformedReport(f"unreadable e-mail message ({exc})"))
         return
-    if contents.kind is MessageKind.FAILURE:
+    if contents.kind is ReportKind.FAILURE:
         yield Payload(location, ReportKind.FAILURE, _bytes_opener(data), notes)
         return
     if not contents.parts:
