@@ -20,7 +20,7 @@ from ingest.read_mode import ReadMode
 from ingest.record_batch import RecordBatch
 
 PARALLEL_MIN_BYTES = 4 * 1024 * 1024
-PARALLEL_COLD_MIN_BYTES = 16 * 1024 * 1024
+PARALLEL_COLD_MIN_BYTES = 8 * 1024 * 1024
 # a damaged document is parsed whole (about ten times its size in memory) up to this size
 WHOLE_DOCUMENT_MAX_BYTES = 16 * 1024 * 1024
 

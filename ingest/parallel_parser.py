@@ -196,25 +196,31 @@ class ParallelAggregateReader:
         return header, nsmap
 
     def _chunks(self) -> Iterator[tuple[bytes, int]]:
-        """(chunk of whole records, number of records) until the end of the document."""
+        """(chunk of whole records, number of records) until the end of the document.
+
+        Chunks end at the last close tag within `CHUNK_BYTES` (a worker's tree is about ten
+        times its chunk), or at the first one after it when a record is longer than that.
+        """
         buffer = self._buffer
+        self._buffer = b""
         finished = False
-        while not finished:
+        while True:
             while len(buffer) < CHUNK_BYTES and not finished:
                 more = self._read()
                 finished = not more
                 buffer += more
-            cut = self._last_close(buffer)
-            if cut is None:  # a record longer than a chunk, or the document's tail
+            cut = self._cut(buffer)
+            if cut is None:
                 if finished:
-                    break
+                    break  # the document's tail
                 if len(buffer) > 8 * CHUNK_BYTES:
                     raise ParallelUnsuitable("no </record> within 8 chunks; left to the serial parser")
                 more = self._read()
                 finished = not more
                 buffer += more
                 continue
-            chunk, buffer = buffer[:cut], buffer[cut:]
+            chunk = buffer[:cut]
+            buffer = buffer[cut:]
             yield chunk, len(self._close.findall(chunk))
         self._check_tail(buffer)
 
@@ -226,15 +232,14 @@ class ParallelAggregateReader:
         except (OSError, ValueError, EOFError) as exc:
             raise ParallelUnsuitable(f"read error: {exc}") from exc
 
-    def _last_close(self, buffer: bytes) -> int | None:
-        position = len(buffer)
-        while True:
-            position = buffer.rfind(self._close_tag, 0, position)
-            if position < 0:
-                return None
+    def _cut(self, buffer: bytes) -> int | None:
+        position = min(len(buffer), CHUNK_BYTES)
+        while (position := buffer.rfind(self._close_tag, 0, position)) >= 0:
             match = self._close.match(buffer, position)
             if match:
                 return match.end()
+        match = self._close.search(buffer, CHUNK_BYTES)
+        return match.end() if match else None
 
     def _check_tail(self, tail: bytes) -> None:
         """Head and tail together must be a flawless document holding no record and no second
@@ -253,12 +258,17 @@ class ParallelAggregateReader:
         pending: deque[Future[RecordBatch]] = deque()
         position = 1
         limit = self._workers + 1  # enough to keep every worker busy, and no more in memory
+        warm = pool_ready(self._workers)
         try:
             for chunk, count in self._chunks():
                 if count == 0:
                     continue
                 data = self._wrapper_open + chunk + b"</rua-chunk>"
-                pending.append(pool.submit(parse_chunk, data, position, count))
+                if not warm and not (warm := pool_ready(self._workers)):
+                    # the workers are still starting (about a second): work meanwhile
+                    yield parse_chunk(data, position, count)
+                else:
+                    pending.append(pool.submit(parse_chunk, data, position, count))
                 position += count
                 while len(pending) >= limit:
                     yield self._result(pending.popleft())

@@ -24,7 +24,7 @@ from app.models import Record, RecordDkimResult, RecordReason, RecordSpfResult, 
 from ingest.aggregate_normaliser import normalise_header
 from ingest.aggregate_report import RawReportHeader, RepairNotes, ReportHeader
 from ingest.aggregate_source import PARALLEL_MIN_BYTES, open_aggregate
-from ingest.parallel_parser import ParallelAggregateReader, ParallelUnsuitable, cores
+from ingest.parallel_parser import CHUNK_BYTES, ParallelAggregateReader, ParallelUnsuitable, cores
 from ingest.pipeline import IngestPipeline
 from ingest.read_mode import ReadAgain, ReadMode
 from ingest.record_batch import DKIM_COLUMNS, REASON_COLUMNS, RECORD_COLUMNS, SPF_COLUMNS, Row
@@ -227,6 +227,31 @@ def test_parallel_read_equals_serial_read(name: str) -> None:
     assert len(serial.records) == RECORDS, "the reference read lost records"
     assert serial.notes, "the document is meant to carry repairs"
     assert_same(serial, read(data, parallel=True))
+
+
+def test_chunks_stay_small_however_much_is_read_ahead() -> None:
+    """A worker's tree is about ten times its chunk: chunks must stay near `CHUNK_BYTES` even
+    when the reader starts with a large block already read (a cold pool reads ahead), or the
+    workers' memory grows with the block (a regression once seen: 16 MiB chunks, 160 MB workers)."""
+    data = big_report(odd=False, broken_records=False, records=RECORDS * 3)
+    block = data[:len(data) - 1000]  # nearly everything read ahead
+    reader = ParallelAggregateReader(io.BytesIO(data[len(block):]), block, workers=1)
+    longest_record = max(len(part) for part in data.split(b"</record>"))
+    sizes = [len(chunk) for chunk, _count in reader._chunks()]
+    assert len(sizes) > 3
+    assert max(sizes) <= CHUNK_BYTES + longest_record
+
+
+def test_a_record_longer_than_a_chunk_is_cut_after_it() -> None:
+    """One huge record (a long human_result) still ends a chunk, right after it."""
+    huge = Rec(dkim_results=[("example.com", "s1", "pass")])
+    records = [Rec() for _ in range(100)] + [huge] + [Rec() for _ in range(100)]
+    data = aggregate_xml(records).replace(b"<selector>s1</selector>",
+                                          b"<selector>" + b"s" * (2 * CHUNK_BYTES) + b"</selector>", 1)
+    start = data.index(b"<record>")
+    reader = ParallelAggregateReader(io.BytesIO(data[start + 100:]), data[:start + 100], workers=1)
+    counts = [count for _chunk, count in reader._chunks()]
+    assert sum(counts) == 201
 
 
 def test_parallel_read_spans_several_chunks_and_batches() -> None:
