@@ -11,12 +11,14 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import DBAPIError
 
 from app.db import create_db_engine, upgrade_database
 from ingest.limits import UnpackLimits
@@ -95,11 +97,23 @@ def _new_postgres_database(server: str, template: str) -> tuple[str, str]:
     return name, f"{server}/{name}"
 
 
-def _drop_postgres_database(server: str, name: str) -> None:
+def drop_postgres_database(server: str, name: str, required: bool = False) -> None:
+    """Drop a test database, retrying: an autovacuum worker (the superuser's) may still be
+    connected, and the test role may not end it, but it soon leaves. Unless `required`,
+    giving up is fine: the whole server is thrown away after the session."""
     admin = create_db_engine(f"{server}/rua_test")
-    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    try:
+        for attempt in range(20):
+            try:
+                with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                    conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+                return
+            except DBAPIError:
+                if required and attempt == 19:
+                    raise
+                time.sleep(0.3)
+    finally:
+        admin.dispose()
 
 
 # -- SQLite ------------------------------------------------------------------------------------
@@ -131,7 +145,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     try:
         yield url
     finally:
-        _drop_postgres_database(server, name)
+        drop_postgres_database(server, name)
 
 
 @pytest.fixture

@@ -18,12 +18,10 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import text
 
-from app.db import create_db_engine
 from ingest.pipeline import IngestPipeline
 from tests import samples
-from tests.conftest import free_port
+from tests.conftest import drop_postgres_database, free_port
 
 RUA = Path(sys.executable).parent / "rua"
 
@@ -190,10 +188,7 @@ def test_readyz_reports_a_lost_database(server: httpx.Client, database_url: str)
         pytest.skip("an embedded SQLite file cannot become unreachable to a running server")
     assert server.get("/readyz").status_code == 200
     base, name = database_url.rsplit("/", 1)
-    admin = create_db_engine(f"{base}/rua_test")
-    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-    admin.dispose()
+    drop_postgres_database(base, name, required=True)
     ready = server.get("/readyz")
     assert ready.status_code == 503
     assert ready.json()["status"] != "ok" and ready.json().get("error")

@@ -28,7 +28,7 @@ from app.db import _alembic_config, create_db_engine, schema_status, upgrade_dat
 from ingest.limits import UnpackLimits
 from ingest.pipeline import IngestPipeline
 from tests import samples
-from tests.conftest import REPO
+from tests.conftest import REPO, drop_postgres_database
 
 APP_TABLES = {"original", "aggregate_report", "report_origin", "aggregate_record", "record_reason",
               "record_dkim_result", "record_spf_result"}
@@ -68,9 +68,8 @@ def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterat
     try:
         yield f"{server}/{name}"
     finally:
-        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+        drop_postgres_database(server, name)
 
 
 def test_history_is_linear_and_reversible() -> None:
