@@ -10,7 +10,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
-import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,7 +84,3 @@ class OriginalStore:
         if storage_path.endswith(".gz"):
             return gzip.open(path, "rb")  # type: ignore[return-value]
         return open(path, "rb")
-
-    def copy_to(self, storage_path: str, target: BinaryIO) -> None:
-        with self.open(storage_path) as source:
-            shutil.copyfileobj(source, target, _COPY_CHUNK)

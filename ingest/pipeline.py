@@ -197,8 +197,8 @@ class IngestPipeline:
                         return ReportOutcome(payload.location, "aggregate", "duplicate",
                                              report_id=report_id, records=digest.records)
                 # same identity, different content: keep it too, flagged, never merged
-                with payload.open() as again:
-                    source = open_aggregate(again, mode, self.parse_workers)
+                with payload.open() as second_read:
+                    source = open_aggregate(second_read, mode, self.parse_workers)
                     fresh_notes = RepairNotes()
                     header = normalise_header(source.header(), fresh_notes)
                     return self._write(tx, source, header, fresh_notes, payload, sha256, copies[0][0])
