@@ -16,6 +16,7 @@ from lxml import etree
 from ingest.aggregate_report import RawReportHeader
 from ingest.aggregate_xml import (
     JUNK_NOTE,
+    PARSER_OPTIONS,
     PROLOG_LIMIT,
     check_prolog,
     in_extension,
@@ -41,10 +42,8 @@ class AggregateParser:
     def __init__(self, stream: BinaryIO, accept_partial: bool = False) -> None:
         self._guard = _PrologGuard(stream)
         self._accept_partial = accept_partial
-        self._events = etree.iterparse(
-            self._guard, events=("end",), tag=_WATCHED, recover=True,
-            remove_blank_text=True, resolve_entities=False, no_network=True, load_dtd=False,
-            huge_tree=True, remove_comments=True, remove_pis=True)
+        self._events = etree.iterparse(self._guard, events=("end",), tag=_WATCHED, recover=True,
+                                       **PARSER_OPTIONS)
         self._header = RawReportHeader()
         self._header_given = False
         self._batch = RecordBatch()
@@ -187,9 +186,7 @@ class WholeDocumentParser:
     """
 
     def __init__(self, data: bytes) -> None:
-        parser = etree.XMLParser(recover=True, remove_blank_text=True, resolve_entities=False,
-                                 no_network=True, load_dtd=False, huge_tree=True,
-                                 remove_comments=True, remove_pis=True)
+        parser = etree.XMLParser(recover=True, **PARSER_OPTIONS)
         try:
             root = etree.fromstring(check_prolog(data), parser)
         except etree.XMLSyntaxError as exc:

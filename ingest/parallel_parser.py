@@ -26,7 +26,14 @@ from xml.sax.saxutils import quoteattr
 from lxml import etree
 
 from ingest.aggregate_report import RawReportHeader
-from ingest.aggregate_xml import in_extension, local_name, read_header_element, read_record, refuse_doctype
+from ingest.aggregate_xml import (
+    PARSER_OPTIONS,
+    in_extension,
+    local_name,
+    read_header_element,
+    read_record,
+    refuse_doctype,
+)
 from ingest.errors import IngestError
 from ingest.read_mode import ReadAgain, ReadMode
 from ingest.record_batch import RecordBatch
@@ -51,8 +58,7 @@ def cores() -> int:
 
 
 def _parser() -> etree.XMLParser:
-    return etree.XMLParser(remove_blank_text=True, resolve_entities=False, no_network=True,
-                           load_dtd=False, huge_tree=True, remove_comments=True, remove_pis=True)
+    return etree.XMLParser(**PARSER_OPTIONS)
 
 
 def _parse_strictly(data: bytes, what: str) -> etree._Element:
@@ -167,9 +173,7 @@ class ParallelAggregateReader:
         return self._header
 
     def _read_head(self) -> tuple[RawReportHeader, dict[str | None, str]]:
-        parser = etree.XMLPullParser(
-            events=("start", "end"), tag=_HEADER_TAGS, remove_blank_text=True, resolve_entities=False,
-            no_network=True, load_dtd=False, huge_tree=True, remove_comments=True, remove_pis=True)
+        parser = etree.XMLPullParser(events=("start", "end"), tag=_HEADER_TAGS, **PARSER_OPTIONS)
         header = RawReportHeader()
         nsmap: dict[str | None, str] | None = None
         try:
