@@ -20,6 +20,14 @@ SPF_COLUMNS = ("record_no", "seq", "domain", "scope", "result", "human_result", 
 
 Row = tuple[object, ...]
 
+TABLE_COLUMNS = {
+    "aggregate_record": RECORD_COLUMNS,
+    "record_reason": REASON_COLUMNS,
+    "record_dkim_result": DKIM_COLUMNS,
+    "record_spf_result": SPF_COLUMNS,
+}
+"""Where each kind of row goes, in the order of `RecordBatch.tables()` and `rows_digest`."""
+
 
 @dataclass(slots=True)
 class RecordBatch:
@@ -33,8 +41,12 @@ class RecordBatch:
     def __len__(self) -> int:
         return len(self.records)
 
+    def tables(self) -> tuple[list[Row], list[Row], list[Row], list[Row]]:
+        """The rows for each table of `TABLE_COLUMNS`, in that order."""
+        return self.records, self.reasons, self.dkim, self.spf
+
     def content_sum(self) -> int:
-        return rows_digest(self.records, self.reasons, self.dkim, self.spf)
+        return rows_digest(*self.tables())
 
 
 def rows_digest(records: list[Row], reasons: list[Row], dkim: list[Row], spf: list[Row]) -> int:

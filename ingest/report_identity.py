@@ -78,13 +78,17 @@ class ContentDigest:
     """
 
     def __init__(self, header: tuple[object, ...]) -> None:
-        values = list(header)
-        values[0] = org_name_key(values[0])  # type: ignore[arg-type]
-        for index in (4, 5):
-            moment = values[index]
-            values[index] = int(moment.timestamp()) if isinstance(moment, datetime) else None
-        values[6] = tuple(values[6] or ())  # type: ignore[arg-type]
-        self._header = hashlib.blake2b(repr(tuple(values)).encode("utf-8", "surrogatepass"),
+        """`header` holds the `HEADER_FIELDS`; values are brought to one form first (the
+        database hands back lists for tuples and its own time zone objects)."""
+        values = dict(zip(HEADER_FIELDS, header, strict=True))
+        org_name = values["org_name"]
+        values["org_name"] = org_name_key(org_name if isinstance(org_name, str) else None)
+        for name in ("date_begin", "date_end"):
+            moment = values[name]
+            values[name] = int(moment.timestamp()) if isinstance(moment, datetime) else None
+        errors = values["errors"]
+        values["errors"] = tuple(errors) if isinstance(errors, (list, tuple)) else ()
+        self._header = hashlib.blake2b(repr(tuple(values.values())).encode("utf-8", "surrogatepass"),
                                        digest_size=16).hexdigest()
         self._sum = 0
         self.records = 0

@@ -20,18 +20,10 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
 from app.db import BEGIN_MODE
-from app.models import Original, Record, RecordDkimResult, RecordReason, RecordSpfResult, Report, ReportOrigin
+from app.models import Original, Record, Report, ReportOrigin
 from ingest.aggregate_report import ReportHeader
 from ingest.original_store import StoredOriginal
-from ingest.record_batch import (
-    DKIM_COLUMNS,
-    REASON_COLUMNS,
-    RECORD_COLUMNS,
-    SPF_COLUMNS,
-    RecordBatch,
-    Row,
-    rows_digest,
-)
+from ingest.record_batch import TABLE_COLUMNS, RecordBatch, Row, rows_digest
 from ingest.report_identity import HEADER_FIELDS, ContentDigest, ReportIdentity, org_name_key
 from ingest.sniff import ContainerKind
 
@@ -44,14 +36,6 @@ def _table(model: type) -> Table:
     return model.__table__  # type: ignore[attr-defined, no-any-return]
 
 
-_BATCH_TABLES = {
-    "aggregate_record": RECORD_COLUMNS,
-    "record_reason": REASON_COLUMNS,
-    "record_dkim_result": DKIM_COLUMNS,
-    "record_spf_result": SPF_COLUMNS,
-}
-
-
 class ReportStore:
     """The database side of ingest; one per engine, safe to share between threads."""
 
@@ -61,7 +45,7 @@ class ReportStore:
         self._mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"
 
     def insert_sql(self, table: str, report_id: int) -> str:
-        columns = _BATCH_TABLES[table]
+        columns = TABLE_COLUMNS[table]
         marks = ", ".join([self._mark] * len(columns))
         return f"INSERT INTO {table} (report_id, {', '.join(columns)}) VALUES ({int(report_id)}, {marks})"
 
@@ -175,8 +159,7 @@ class ReportTransaction:
         """
         cursor = self.conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         try:
-            for table, rows in (("aggregate_record", batch.records), ("record_reason", batch.reasons),
-                                ("record_dkim_result", batch.dkim), ("record_spf_result", batch.spf)):
+            for table, rows in zip(TABLE_COLUMNS, batch.tables(), strict=True):
                 if rows:
                     cursor.executemany(self._store.insert_sql(table, report_id), rows)
         finally:
@@ -203,17 +186,16 @@ class ReportTransaction:
             record_table.c.report_id == report_id)).scalar() or 0
         for start in range(1, last + 1, page):
             end = start + page - 1
-            rows = [self._rows(model, columns, report_id, start, end)
-                    for model, columns in ((Record, RECORD_COLUMNS), (RecordReason, REASON_COLUMNS),
-                                           (RecordDkimResult, DKIM_COLUMNS), (RecordSpfResult, SPF_COLUMNS))]
+            rows = [self._rows(table, columns, report_id, start, end)
+                    for table, columns in TABLE_COLUMNS.items()]
             digest.add(rows_digest(*rows), len(rows[0]))
         value = digest.hexdigest()
         self.conn.execute(update(reports).where(reports.c.id == report_id).values(content_digest=value))
         return value
 
-    def _rows(self, model: type, columns: tuple[str, ...], report_id: int, start: int,
+    def _rows(self, name: str, columns: tuple[str, ...], report_id: int, start: int,
               end: int) -> list[Row]:
-        table = _table(model)
+        table = Report.metadata.tables[name]
         result = self.conn.execute(
             select(*(table.c[name] for name in columns))
             .where(table.c.report_id == report_id, table.c.record_no.between(start, end)))
