@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
 from sqlmodel import Session
 
+from app.api_tokens import Scope, authenticate
+from app.models import ApiToken
+from app.problems import Problem
 from app.settings import Settings
+
+bearer = HTTPBearer(auto_error=False, description="An API token made with `rua token create`.")
+_CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 
 def get_app_settings(request: Request) -> Settings:
@@ -28,3 +35,34 @@ def get_session(engine: Annotated[Engine, Depends(get_db_engine)]) -> Iterator[S
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 EngineDep = Annotated[Engine, Depends(get_db_engine)]
 SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def require(scope: Scope) -> Callable[..., ApiToken]:
+    """A dependency admitting only requests bearing a live token whose scope allows `scope`.
+
+    401 when there is no usable token (with a `WWW-Authenticate` challenge), 403 when the
+    token is good but for another purpose.
+    """
+
+    def check(request: Request, engine: EngineDep,
+              credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> ApiToken:
+        if credentials is None:
+            raise Problem(401, "unauthorized", "Unauthorized",
+                          "send an API token as 'Authorization: Bearer <token>'", headers=_CHALLENGE)
+        token = authenticate(engine, credentials.credentials)
+        if token is None:
+            raise Problem(401, "invalid-token", "Unauthorized",
+                          "the API token is unknown or has been revoked", headers=_CHALLENGE)
+        if not Scope(token.scope).allows(scope):
+            raise Problem(403, "insufficient-scope", "Forbidden",
+                          f"this token's scope is {token.scope!r}; this needs {scope.value!r}",
+                          required_scope=scope.value)
+        request.state.token_id = token.id
+        return token
+
+    return check
+
+
+IngestAccess = Annotated[ApiToken, Depends(require(Scope.INGEST))]
+ReadAccess = Annotated[ApiToken, Depends(require(Scope.READ))]
+AdminAccess = Annotated[ApiToken, Depends(require(Scope.ADMIN))]

@@ -4,18 +4,31 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from app import __version__
+from app import __version__, problems
 from app.api.routes import health, reports
 from app.db import get_engine
 from app.settings import Settings, get_settings
 
+DESCRIPTION = """\
+Self-hosted DMARC report collector and analytics.
+
+Every endpoint but `/healthz`, `/readyz` and (unless configured otherwise) `/metrics` needs an
+API token, sent as `Authorization: Bearer <token>`. Make one with
+`rua token create --name NAME --scope ingest|read|admin`: `ingest` may upload reports, `read`
+may read everything, `admin` may do both and manage tokens and users.
+
+Errors are RFC 9457 problem documents (`application/problem+json`).
+"""
+
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    app = FastAPI(title="Rua", version=__version__,
-                  description="Self-hosted DMARC report collector and analytics.")
+    # the stock docs pages load their scripts from a CDN; ours are served locally, behind auth
+    app = FastAPI(title="Rua", version=__version__, description=DESCRIPTION,
+                  docs_url=None, redoc_url=None, openapi_url=None)
     app.state.settings = settings
     app.state.engine = get_engine(settings.database_url)
-    app.include_router(health.router)
-    app.include_router(reports.router)
+    problems.install(app)
+    for router in (health.router, reports.router):
+        app.include_router(router)
     return app

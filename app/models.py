@@ -8,7 +8,7 @@ and time and domain filters hit the report table's indexes before touching recor
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Column, ForeignKeyConstraint, Index, LargeBinary, UniqueConstraint
@@ -166,3 +166,85 @@ class RecordSpfResult(_RecordPart, table=True):
     result: str | None = Field(default=None, max_length=16)
     human_result: str | None = None
     result_raw: str | None = None
+
+
+# -- pre-aggregated daily totals --------------------------------------------------------------
+#
+# What the summary, sources and domains queries read instead of millions of records. A
+# report's rows are added when it is stored (in the same transaction), keyed by the first and
+# last UTC day its date range touches, so "reports whose range overlaps the window" is a range
+# condition on two dates and a multi-day report is still one row, never counted twice. Missing
+# values are '' (and undated reports get UNDATED) so the keys can be unique. Conflicting
+# copies of a report are kept out: their numbers restate the first copy's.
+
+UNDATED = date(1, 1, 1)
+"""first_day and last_day of a report without a (complete) date range: in no window."""
+
+
+class _DailyTotals(SQLModel):
+    id: int | None = Field(default=None, primary_key=True)
+    first_day: date = Field(index=True)
+    last_day: date = Field(index=True)
+    policy_domain: str = Field(default="", max_length=255)
+    disposition: str = Field(default="", max_length=16)
+    dmarc: str = Field(max_length=4, description="pass when the reporter saw aligned SPF or DKIM pass")
+    messages: int = Field(default=0, sa_type=BigInteger)
+    records: int = Field(default=0, sa_type=BigInteger)
+    spf_aligned_pass: int = Field(default=0, sa_type=BigInteger, description="messages")
+    dkim_aligned_pass: int = Field(default=0, sa_type=BigInteger, description="messages")
+
+
+class DailyTotals(_DailyTotals, table=True):
+    """Messages per (report days, policy domain, reporter, disposition, DMARC result)."""
+
+    __tablename__ = "daily_totals"
+    __table_args__ = (
+        UniqueConstraint("first_day", "last_day", "policy_domain", "org_name_key", "disposition", "dmarc",
+                         name="uq_daily_totals_key"),
+    )
+
+    org_name_key: str = Field(default="")
+
+
+class DailySourceTotals(_DailyTotals, table=True):
+    """Messages per (report days, policy domain, source address, disposition, DMARC result)."""
+
+    __tablename__ = "daily_source_totals"
+    __table_args__ = (
+        UniqueConstraint("first_day", "last_day", "policy_domain", "source_ip", "disposition", "dmarc",
+                         name="uq_daily_source_totals_key"),
+        Index("ix_daily_source_totals_ip", "source_ip_packed"),
+    )
+
+    source_ip: str = Field(default="", max_length=64)
+    source_ip_packed: bytes | None = Field(default=None, sa_type=LargeBinary)
+
+
+# -- who may use the API ----------------------------------------------------------------------
+
+class ApiToken(SQLModel, table=True):
+    """A bearer token for scripts; only its SHA-256 is kept (tokens are 256 random bits)."""
+
+    __tablename__ = "api_token"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=128)
+    scope: str = Field(max_length=16, description="ingest, read or admin")
+    token_hash: str = Field(max_length=64, unique=True)
+    prefix: str = Field(max_length=16, description="the token's first characters, to recognise it")
+    created_at: datetime
+    last_used_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+
+class DashboardUser(SQLModel, table=True):
+    """A person who signs in to the dashboard; the password is kept as an argon2id hash."""
+
+    __tablename__ = "dashboard_user"
+
+    id: int | None = Field(default=None, primary_key=True)
+    username: str = Field(max_length=128, unique=True)
+    password_hash: str = Field(max_length=255)
+    created_at: datetime
+    password_changed_at: datetime
+    disabled: bool = False

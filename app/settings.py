@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import (
@@ -36,7 +37,15 @@ class Settings(BaseSettings):
     max_nesting_depth: int = Field(default=_DEFAULTS.max_nesting_depth, ge=1)
     max_members: int = Field(default=_DEFAULTS.max_members, ge=1)
     max_mbox_messages: int = Field(default=_DEFAULTS.max_mbox_messages, ge=1)
+    max_upload_bytes: int = Field(
+        default=100 * 1024 * 1024, gt=0,
+        description="Largest HTTP upload body; larger ones get 413 before they are read in full")
+    public_metrics: bool = Field(default=True, description="Serve /metrics without a token")
+    public_docs: bool = Field(
+        default=False, description="Serve /docs and /openapi.json without a token (trusted networks)")
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="json: one JSON object per line, for log collectors")
 
     @classmethod
     def settings_customise_sources(

@@ -11,9 +11,14 @@ from __future__ import annotations
 class IngestError(Exception):
     """Input that Rua cannot turn into a report; the message says why."""
 
+    reason = "unreadable_input"
+    """A stable code for counting failures by kind (metrics, API answers)."""
+
 
 class LimitExceeded(IngestError):
     """A decompression or size limit was reached; names the limit so users can raise it."""
+
+    reason = "limit_exceeded"
 
     def __init__(self, limit: str, value: int, detail: str) -> None:
         super().__init__(f"limit {limit}={value} exceeded: {detail}")
@@ -24,10 +29,16 @@ class LimitExceeded(IngestError):
 class UnsafeInput(IngestError):
     """Input that tries something a report never needs (DTDs, entities, path tricks)."""
 
+    reason = "unsafe_input"
+
 
 class UnrecognisedInput(IngestError):
     """Bytes that are not any container or report format Rua knows."""
 
+    reason = "unrecognised_input"
+
 
 class MalformedReport(IngestError):
     """A report document too damaged to read, even leniently."""
+
+    reason = "malformed_report"

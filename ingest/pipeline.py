@@ -46,6 +46,8 @@ class ReportOutcome:
     records: int = 0
     conflict_of: int | None = None
     error: str | None = None
+    reason: str | None = None
+    """why it failed, as a stable code (`IngestError.reason`, or internal_error)"""
     notes: list[str] = field(default_factory=list)
 
 
@@ -56,6 +58,8 @@ class InputOutcome:
     status: str
     """ok, partial (some reports failed), failed, or deferred (nothing parseable yet)."""
     error: str | None = None
+    reason: str | None = None
+    """why the input as a whole failed, as a stable code"""
     reports: list[ReportOutcome] = field(default_factory=list)
 
     def count(self, status: str) -> int:
@@ -88,9 +92,10 @@ class IngestPipeline:
             with open(path, "rb") as stream:
                 original = self._keep(stream, source)
         except OSError as exc:
-            return InputOutcome(source, None, "failed", f"cannot read {path}: {exc.strerror or exc}")
+            return InputOutcome(source, None, "failed", f"cannot read {path}: {exc.strerror or exc}",
+                                "unreadable_file")
         except LimitExceeded as exc:
-            return InputOutcome(source, None, "failed", str(exc))
+            return InputOutcome(source, None, "failed", str(exc), exc.reason)
         return self._process(original, lambda: open(path, "rb"), source)
 
     def ingest_stream(self, stream: BinaryIO, source: str) -> InputOutcome:
@@ -98,7 +103,7 @@ class IngestPipeline:
         try:
             original = self._keep(stream, source)
         except LimitExceeded as exc:
-            return InputOutcome(source, None, "failed", str(exc))
+            return InputOutcome(source, None, "failed", str(exc), exc.reason)
         path = original.storage_path
         return self._process(original, lambda: self.originals.open(path), source)
 
@@ -127,7 +132,7 @@ class IngestPipeline:
             for item in unpack(opener, source, budget):
                 if isinstance(item, UnpackFailure):
                     outcome.reports.append(ReportOutcome(item.location, "unknown", "failed",
-                                                         error=str(item.error)))
+                                                         error=str(item.error), reason=item.error.reason))
                 elif item.kind is ReportKind.AGGREGATE:
                     outcome.reports.append(self._store_aggregate(item, original.sha256))
                 else:
@@ -136,6 +141,7 @@ class IngestPipeline:
                         error=f"{item.kind} reports are recognised but not parsed yet; the input is kept"))
         except IngestError as exc:
             outcome.error = str(exc)
+            outcome.reason = exc.reason
         outcome.status = _input_status(outcome)
         self.store.finish_original(original.sha256, outcome.status, outcome.describe_errors(), {
             "reports_new": outcome.count("new"), "reports_duplicate": outcome.count("duplicate"),
@@ -150,7 +156,8 @@ class IngestPipeline:
             try:
                 return self._store_aggregate_once(payload, sha256)
             except IngestError as exc:
-                return ReportOutcome(payload.location, "aggregate", "failed", error=str(exc))
+                return ReportOutcome(payload.location, "aggregate", "failed", error=str(exc),
+                                     reason=exc.reason)
             except IntegrityError:
                 # a concurrent writer won a race the identity lock should have prevented;
                 # the second attempt sees its copy and answers duplicate or conflict
@@ -160,7 +167,7 @@ class IngestPipeline:
                 raise  # the store is unavailable: the caller must keep the input and retry
             except Exception as exc:  # a bug must not stop the service nor lose the input
                 log.exception("unexpected error parsing %s", payload.location)
-                return ReportOutcome(payload.location, "aggregate", "failed",
+                return ReportOutcome(payload.location, "aggregate", "failed", reason="internal_error",
                                      error=f"internal error while parsing ({type(exc).__name__}: {exc}); "
                                            "the input is kept and can be retried")
         raise AssertionError("unreachable")
@@ -221,6 +228,8 @@ class IngestPipeline:
                       "conflicting copy")
         lines = notes.lines()
         tx.finish_report(report_id, records, messages, lines)
+        if conflict_of is None:  # a conflicting copy restates the first: count it once
+            tx.add_to_daily_totals(report_id, header)
         return ReportOutcome(payload.location, "aggregate", "new", report_id=report_id,
                              records=records, conflict_of=conflict_of, notes=lines)
 
@@ -232,7 +241,8 @@ def _input_status(outcome: InputOutcome) -> str:
     if failed:
         return "partial" if stored or deferred else "failed"
     if not stored and not deferred:
-        outcome.error = outcome.error or "no report found in the input"
+        if not outcome.error:
+            outcome.error, outcome.reason = "no report found in the input", "no_report"
         return "failed"
     if not stored:
         return "deferred"

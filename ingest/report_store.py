@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection
 
 from app.db import BEGIN_MODE
 from app.models import Original, Record, Report, ReportOrigin
+from ingest import daily_totals
 from ingest.aggregate_report import ReportHeader
 from ingest.original_store import StoredOriginal
 from ingest.record_batch import TABLE_COLUMNS, RecordBatch, Row, rows_digest
@@ -170,6 +171,10 @@ class ReportTransaction:
         table = _table(Report)
         self.conn.execute(update(table).where(table.c.id == report_id).values(
             record_count=record_count, message_count=message_count, repair_notes=notes))
+
+    def add_to_daily_totals(self, report_id: int, header: ReportHeader) -> None:
+        daily_totals.add_report(self.conn, report_id, header.begin, header.end, header.policy.domain,
+                                org_name_key(header.org_name))
 
     def store_digest(self, report_id: int, page: int = 20_000) -> str:
         """Compute a stored report's content digest from its rows, and keep it.

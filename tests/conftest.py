@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from sqlalchemy import Engine, text
@@ -23,6 +24,9 @@ from sqlalchemy.exc import DBAPIError
 from app.db import create_db_engine, upgrade_database
 from ingest.limits import UnpackLimits
 from ingest.pipeline import IngestPipeline
+
+if TYPE_CHECKING:
+    from tests.live_server import LiveServer
 
 REPO = Path(__file__).resolve().parent.parent
 SERVICES = REPO / "tests" / "services"
@@ -175,3 +179,12 @@ def pipeline(engine: Engine, data_dir: Path, limits: UnpackLimits) -> IngestPipe
 def count_rows(engine: Engine, table: str) -> int:
     with engine.connect() as conn:
         return int(conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())
+
+
+@pytest.fixture
+def live_server(database_url: str, tmp_path: Path) -> Iterator[LiveServer]:
+    """`rua serve` (real uvicorn) on loopback over this test's database."""
+    from tests.live_server import run_server
+
+    with run_server(database_url, tmp_path / "server") as server:
+        yield server

@@ -1,17 +1,9 @@
-"""The web app as deployed: `rua serve` (uvicorn) on loopback, driven over HTTP with httpx.
-
-The server runs in its own process against the test's database (SQLite or PostgreSQL), so
-these tests see what a browser or a load balancer sees, including reports ingested while
-the server is already up.
-"""
+"""The web app as deployed (`tests.live_server`): health, readiness, the report listing."""
 
 from __future__ import annotations
 
 import os
 import subprocess
-import sys
-import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,47 +11,17 @@ from typing import Any
 import httpx
 import pytest
 
+from app.api_tokens import Scope
 from ingest.pipeline import IngestPipeline
 from tests import samples
 from tests.conftest import drop_postgres_database, free_port
-
-RUA = Path(sys.executable).parent / "rua"
+from tests.live_server import RUA, LiveServer
 
 
 @pytest.fixture
-def server(database_url: str, tmp_path: Path) -> Iterator[httpx.Client]:
-    """`rua serve` on a free loopback port, stopped (and reaped) at the end of the test."""
-    port = free_port()
-    env = {key: value for key, value in os.environ.items() if not key.startswith("RUA_")}
-    env.update(RUA_DATABASE_URL=database_url, RUA_DATA_DIR=str(tmp_path / "serve-data"))
-    log = open(tmp_path / "serve.log", "wb")
-    process = subprocess.Popen([str(RUA), "serve", "--host", "127.0.0.1", "--port", str(port)],
-                               env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
-                               stdin=subprocess.DEVNULL)
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"rua serve exited with {process.returncode}: "
-                            f"{(tmp_path / 'serve.log').read_text(errors='replace')[-3000:]}")
-            try:
-                client.get("/healthz")
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline:
-                    pytest.fail("rua serve did not answer within 60 s")
-                time.sleep(0.1)
-        yield client
-    finally:
-        client.close()
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=15)
-        log.close()
+def server(live_server: LiveServer) -> httpx.Client:
+    """A client of the live server holding a read token."""
+    return live_server.client(Scope.READ)
 
 
 def test_health_and_readiness(server: httpx.Client) -> None:

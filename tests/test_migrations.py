@@ -31,7 +31,8 @@ from tests import samples
 from tests.conftest import REPO, drop_postgres_database
 
 APP_TABLES = {"original", "aggregate_report", "report_origin", "aggregate_record", "record_reason",
-              "record_dkim_result", "record_spf_result"}
+              "record_dkim_result", "record_spf_result", "daily_totals", "daily_source_totals", "api_token",
+              "dashboard_user"}
 
 
 def pending_diff(engine: Engine) -> list[object]:
@@ -138,3 +139,31 @@ def test_downgrade_to_base_and_upgrade_again(engine: Engine, database_url: str, 
         assert conn.execute(text("SELECT count(*) FROM aggregate_record")).scalar_one() == 2
         sha = conn.execute(text("SELECT original_sha256 FROM aggregate_report")).scalar_one()
     assert sha == hashlib.sha256((tmp_path / "after.xml").read_bytes()).hexdigest()
+
+
+def totals(engine: Engine) -> dict[str, list[tuple[object, ...]]]:
+    with engine.connect() as conn:
+        return {table: [tuple(row) for row in conn.execute(text(
+            f"SELECT first_day, last_day, policy_domain, {key}, disposition, dmarc, messages, records, "
+            f"spf_aligned_pass, dkim_aligned_pass FROM {table} ORDER BY 1, 2, 3, 4, 5, 6"))]
+            for table, key in (("daily_totals", "org_name_key"), ("daily_source_totals", "source_ip"))}
+
+
+def test_upgrade_fills_daily_totals_from_stored_records(engine: Engine, database_url: str,
+                                                        tmp_path: Path) -> None:
+    """Reports stored before the totals tables existed are summed by the migration that adds
+    them, to exactly what ingest would have written."""
+    pipeline = IngestPipeline(engine, tmp_path / "data", UnpackLimits())
+    for number, records in enumerate([
+        [samples.Rec(count="3"), samples.Rec(source_ip="192.0.2.9", dkim="fail", spf="fail", count="2")],
+        [samples.Rec(count="5", disposition="quarantine", dkim="fail"), samples.Rec(source_ip="2001:db8::1")],
+    ]):
+        path = tmp_path / f"r{number}.xml"
+        path.write_bytes(samples.aggregate_xml(records, report_id=f"r{number}"))
+        assert pipeline.ingest_path(path).status == "ok"
+    written = totals(engine)
+    assert written["daily_totals"] and written["daily_source_totals"]
+    config = _alembic_config(database_url)
+    command.downgrade(config, "0001")
+    command.upgrade(config, "head")
+    assert totals(engine) == written
