@@ -181,10 +181,25 @@ UNDATED = date(1, 1, 1)
 """first_day and last_day of a report without a (complete) date range: in no window."""
 
 
+class SourceAddress(SQLModel, table=True):
+    """Every source address seen, numbered: totals group by a small integer, not by text.
+
+    Grouping a month of per-day totals by source is the costliest query the API answers
+    (tens of thousands of sources); integer keys make it several times cheaper.
+    """
+
+    __tablename__ = "source_address"
+
+    id: int | None = Field(default=None, primary_key=True)
+    ip: str = Field(max_length=64, unique=True, description="as in aggregate_record.source_ip; '' if none")
+    packed: bytes | None = Field(default=None, sa_type=LargeBinary, index=True,
+                                 description="16 bytes, IPv4 mapped into IPv6, for CIDR ranges")
+
+
 class _DailyTotals(SQLModel):
     id: int | None = Field(default=None, primary_key=True)
-    first_day: date = Field(index=True)
-    last_day: date = Field(index=True)
+    first_day: date
+    last_day: date
     policy_domain: str = Field(default="", max_length=255)
     disposition: str = Field(default="", max_length=16)
     dmarc: str = Field(max_length=4, description="pass when the reporter saw aligned SPF or DKIM pass")
@@ -199,8 +214,10 @@ class DailyTotals(_DailyTotals, table=True):
 
     __tablename__ = "daily_totals"
     __table_args__ = (
+        # its leading first_day serves "first_day < until"; the index below "last_day >= since"
         UniqueConstraint("first_day", "last_day", "policy_domain", "org_name_key", "disposition", "dmarc",
                          name="uq_daily_totals_key"),
+        Index("ix_daily_totals_last_day", "last_day"),
     )
 
     org_name_key: str = Field(default="")
@@ -211,13 +228,15 @@ class DailySourceTotals(_DailyTotals, table=True):
 
     __tablename__ = "daily_source_totals"
     __table_args__ = (
-        UniqueConstraint("first_day", "last_day", "policy_domain", "source_ip", "disposition", "dmarc",
+        UniqueConstraint("first_day", "last_day", "policy_domain", "source_id", "disposition", "dmarc",
                          name="uq_daily_source_totals_key"),
-        Index("ix_daily_source_totals_ip", "source_ip_packed"),
+        # covers the ranking of sources over a window without reading the table
+        Index("ix_daily_source_totals_window", "last_day", "first_day", "policy_domain", "source_id",
+              "messages"),
+        Index("ix_daily_source_totals_source", "source_id", "last_day"),
     )
 
-    source_ip: str = Field(default="", max_length=64)
-    source_ip_packed: bytes | None = Field(default=None, sa_type=LargeBinary)
+    source_id: int = Field(foreign_key="source_address.id")
 
 
 # -- who may use the API ----------------------------------------------------------------------

@@ -10,14 +10,17 @@ order and cannot deadlock each other.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from functools import cache
+from typing import Any
 
-from sqlalchemy import Table, case, func, literal, select
+from sqlalchemy import Date, Select, String, Table, bindparam, case, func, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.expression import Executable
 
-from app.models import UNDATED, DailySourceTotals, DailyTotals, Record
+from app.models import UNDATED, DailySourceTotals, DailyTotals, Record, SourceAddress
 
 _SUMS = ("messages", "records", "spf_aligned_pass", "dkim_aligned_pass")
 
@@ -43,7 +46,26 @@ def dmarc_result(dkim: ColumnElement[str | None], spf: ColumnElement[str | None]
 def add_report(conn: Connection, report_id: int, begin: datetime | None, end: datetime | None,
                policy_domain: str | None, org_name_key: str | None) -> None:
     first_day, last_day = report_days(begin, end)
-    records = _table(Record)
+    values = {"report": report_id, "first_day": first_day, "last_day": last_day,
+              "policy_domain": policy_domain or "", "org_name_key": org_name_key or ""}
+    for statement in _statements(conn.dialect.name):
+        conn.execute(statement, values)
+
+
+@cache
+def _statements(dialect: str) -> tuple[Executable, ...]:
+    """The upserts, built once per dialect (building them costs more than running them)."""
+    records, addresses = _table(Record), _table(SourceAddress)
+    this_report = records.c.report_id == bindparam("report")
+    source_ip = func.coalesce(records.c.source_ip, "")
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    # new addresses first, in order (concurrent PostgreSQL writers then wait, never deadlock)
+    new_addresses = insert(addresses).from_select(
+        ["ip", "packed"],
+        select(source_ip, records.c.source_ip_packed).where(this_report)
+        .group_by(source_ip, records.c.source_ip_packed).order_by(source_ip),
+    ).on_conflict_do_nothing(index_elements=[addresses.c.ip])
+
     messages = func.coalesce(records.c["count"], 0)
     disposition = func.coalesce(records.c.disposition, "")
     dmarc = dmarc_result(records.c.dkim, records.c.spf)
@@ -53,32 +75,28 @@ def add_report(conn: Connection, report_id: int, begin: datetime | None, end: da
         func.sum(case((records.c.spf == "pass", messages), else_=0)),
         func.sum(case((records.c.dkim == "pass", messages), else_=0)),
     )
-    fixed = (literal(first_day), literal(last_day), literal(policy_domain or ""))
-    this_report = records.c.report_id == report_id
-
-    totals = _table(DailyTotals)
-    _upsert(conn, totals, ("first_day", "last_day", "policy_domain", "org_name_key", "disposition", "dmarc"),
-            select(*fixed, literal(org_name_key or ""), disposition, dmarc, *sums)
-            .where(this_report).group_by(disposition, dmarc).order_by(disposition, dmarc))
-
-    source_ip = func.coalesce(records.c.source_ip, "")
-    sources = _table(DailySourceTotals)
-    _upsert(conn, sources, ("first_day", "last_day", "policy_domain", "source_ip", "disposition", "dmarc"),
-            # the packed form follows from the text: grouping by it too changes nothing
-            select(*fixed, source_ip, disposition, dmarc, *sums, records.c.source_ip_packed)
-            .where(this_report).group_by(source_ip, records.c.source_ip_packed, disposition, dmarc)
-            .order_by(source_ip, disposition, dmarc),
-            extra=("source_ip_packed",))
+    fixed = (bindparam("first_day", type_=Date), bindparam("last_day", type_=Date),
+             bindparam("policy_domain", type_=String))
+    totals = _upsert(dialect, _table(DailyTotals),
+                     ("first_day", "last_day", "policy_domain", "org_name_key", "disposition", "dmarc"),
+                     select(*fixed, bindparam("org_name_key", type_=String), disposition, dmarc, *sums)
+                     .where(this_report).group_by(disposition, dmarc).order_by(disposition, dmarc))
+    source_id = addresses.c.id
+    sources = _upsert(dialect, _table(DailySourceTotals),
+                      ("first_day", "last_day", "policy_domain", "source_id", "disposition", "dmarc"),
+                      select(*fixed, source_id, disposition, dmarc, *sums)
+                      .select_from(records.join(addresses, addresses.c.ip == source_ip))
+                      .where(this_report).group_by(source_id, disposition, dmarc)
+                      .order_by(source_id, disposition, dmarc))
+    return new_addresses, totals, sources
 
 
-def _upsert(conn: Connection, table: Table, key: tuple[str, ...], rows: object,
-            extra: tuple[str, ...] = ()) -> None:
-    insert = (postgresql_insert if conn.dialect.name == "postgresql" else sqlite_insert)(table)
-    statement = insert.from_select([*key, *_SUMS, *extra], rows)  # type: ignore[arg-type]
-    statement = statement.on_conflict_do_update(
+def _upsert(dialect: str, table: Table, key: tuple[str, ...], rows: Select[Any]) -> Executable:
+    insert = (postgresql_insert if dialect == "postgresql" else sqlite_insert)(table)
+    statement = insert.from_select([*key, *_SUMS], rows)
+    return statement.on_conflict_do_update(
         index_elements=[table.c[name] for name in key],
         set_={name: table.c[name] + statement.excluded[name] for name in _SUMS})
-    conn.execute(statement)
 
 
 def _table(model: type) -> Table:

@@ -32,7 +32,7 @@ from tests.conftest import REPO, drop_postgres_database
 
 APP_TABLES = {"original", "aggregate_report", "report_origin", "aggregate_record", "record_reason",
               "record_dkim_result", "record_spf_result", "daily_totals", "daily_source_totals", "api_token",
-              "dashboard_user"}
+              "dashboard_user", "source_address"}
 
 
 def pending_diff(engine: Engine) -> list[object]:
@@ -142,11 +142,14 @@ def test_downgrade_to_base_and_upgrade_again(engine: Engine, database_url: str, 
 
 
 def totals(engine: Engine) -> dict[str, list[tuple[object, ...]]]:
+    tables = {"daily_totals": ("daily_totals", "org_name_key"),
+              "daily_source_totals": (
+                  "daily_source_totals JOIN source_address ON source_address.id = source_id", "ip")}
     with engine.connect() as conn:
-        return {table: [tuple(row) for row in conn.execute(text(
+        return {name: [tuple(row) for row in conn.execute(text(
             f"SELECT first_day, last_day, policy_domain, {key}, disposition, dmarc, messages, records, "
-            f"spf_aligned_pass, dkim_aligned_pass FROM {table} ORDER BY 1, 2, 3, 4, 5, 6"))]
-            for table, key in (("daily_totals", "org_name_key"), ("daily_source_totals", "source_ip"))}
+            f"spf_aligned_pass, dkim_aligned_pass FROM {source} ORDER BY 1, 2, 3, 4, 5, 6"))]
+            for name, (source, key) in tables.items()}
 
 
 def test_upgrade_fills_daily_totals_from_stored_records(engine: Engine, database_url: str,

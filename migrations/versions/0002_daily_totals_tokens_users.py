@@ -1,4 +1,4 @@
-"""daily totals, api tokens, dashboard users
+"""daily totals, tokens, users
 
 Revision ID: 0002
 Revises: 0001
@@ -31,27 +31,6 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('token_hash')
     )
-    op.create_table('daily_source_totals',
-    sa.Column('id', sa.Integer(), nullable=False),
-    sa.Column('first_day', sa.Date(), nullable=False),
-    sa.Column('last_day', sa.Date(), nullable=False),
-    sa.Column('policy_domain', sa.String(length=255), nullable=False),
-    sa.Column('disposition', sa.String(length=16), nullable=False),
-    sa.Column('dmarc', sa.String(length=4), nullable=False),
-    sa.Column('messages', sa.BigInteger(), nullable=False),
-    sa.Column('records', sa.BigInteger(), nullable=False),
-    sa.Column('spf_aligned_pass', sa.BigInteger(), nullable=False),
-    sa.Column('dkim_aligned_pass', sa.BigInteger(), nullable=False),
-    sa.Column('source_ip', sa.String(length=64), nullable=False),
-    sa.Column('source_ip_packed', sa.LargeBinary(), nullable=True),
-    sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('first_day', 'last_day', 'policy_domain', 'source_ip', 'disposition', 'dmarc', name='uq_daily_source_totals_key')
-    )
-    with op.batch_alter_table('daily_source_totals', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_daily_source_totals_first_day'), ['first_day'], unique=False)
-        batch_op.create_index(batch_op.f('ix_daily_source_totals_last_day'), ['last_day'], unique=False)
-        batch_op.create_index('ix_daily_source_totals_ip', ['source_ip_packed'], unique=False)
-
     op.create_table('daily_totals',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('first_day', sa.Date(), nullable=False),
@@ -68,8 +47,7 @@ def upgrade() -> None:
     sa.UniqueConstraint('first_day', 'last_day', 'policy_domain', 'org_name_key', 'disposition', 'dmarc', name='uq_daily_totals_key')
     )
     with op.batch_alter_table('daily_totals', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_daily_totals_first_day'), ['first_day'], unique=False)
-        batch_op.create_index(batch_op.f('ix_daily_totals_last_day'), ['last_day'], unique=False)
+        batch_op.create_index('ix_daily_totals_last_day', ['last_day'], unique=False)
 
     op.create_table('dashboard_user',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -81,22 +59,54 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('username')
     )
+    op.create_table('source_address',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('ip', sa.String(length=64), nullable=False),
+    sa.Column('packed', sa.LargeBinary(), nullable=True),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('ip')
+    )
+    with op.batch_alter_table('source_address', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_source_address_packed'), ['packed'], unique=False)
+
+    op.create_table('daily_source_totals',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('first_day', sa.Date(), nullable=False),
+    sa.Column('last_day', sa.Date(), nullable=False),
+    sa.Column('policy_domain', sa.String(length=255), nullable=False),
+    sa.Column('disposition', sa.String(length=16), nullable=False),
+    sa.Column('dmarc', sa.String(length=4), nullable=False),
+    sa.Column('messages', sa.BigInteger(), nullable=False),
+    sa.Column('records', sa.BigInteger(), nullable=False),
+    sa.Column('spf_aligned_pass', sa.BigInteger(), nullable=False),
+    sa.Column('dkim_aligned_pass', sa.BigInteger(), nullable=False),
+    sa.Column('source_id', sa.Integer(), nullable=False),
+    sa.ForeignKeyConstraint(['source_id'], ['source_address.id'], ),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('first_day', 'last_day', 'policy_domain', 'source_id', 'disposition', 'dmarc', name='uq_daily_source_totals_key')
+    )
+    with op.batch_alter_table('daily_source_totals', schema=None) as batch_op:
+        batch_op.create_index('ix_daily_source_totals_source', ['source_id', 'last_day'], unique=False)
+        batch_op.create_index('ix_daily_source_totals_window', ['last_day', 'first_day', 'policy_domain', 'source_id', 'messages'], unique=False)
+
     _fill_daily_totals()
 
 
 def downgrade() -> None:
-    op.drop_table('dashboard_user')
-    with op.batch_alter_table('daily_totals', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_daily_totals_last_day'))
-        batch_op.drop_index(batch_op.f('ix_daily_totals_first_day'))
-
-    op.drop_table('daily_totals')
     with op.batch_alter_table('daily_source_totals', schema=None) as batch_op:
-        batch_op.drop_index('ix_daily_source_totals_ip')
-        batch_op.drop_index(batch_op.f('ix_daily_source_totals_last_day'))
-        batch_op.drop_index(batch_op.f('ix_daily_source_totals_first_day'))
+        batch_op.drop_index('ix_daily_source_totals_window')
+        batch_op.drop_index('ix_daily_source_totals_source')
 
     op.drop_table('daily_source_totals')
+    with op.batch_alter_table('source_address', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_source_address_packed'))
+
+    op.drop_table('source_address')
+    op.drop_table('dashboard_user')
+    with op.batch_alter_table('daily_totals', schema=None) as batch_op:
+        batch_op.drop_index('ix_daily_totals_last_day')
+
+    op.drop_table('daily_totals')
     op.drop_table('api_token')
 
 
@@ -113,11 +123,17 @@ _SUMS = """SUM(COALESCE("count", 0)), COUNT(*),
         SUM(CASE WHEN spf = 'pass' THEN COALESCE("count", 0) ELSE 0 END),
         SUM(CASE WHEN dkim = 'pass' THEN COALESCE("count", 0) ELSE 0 END)"""
 _DMARC = "CASE WHEN dkim = 'pass' OR spf = 'pass' THEN 'pass' ELSE 'fail' END"
+_ADD = """messages = {table}.messages + excluded.messages, records = {table}.records + excluded.records,
+        spf_aligned_pass = {table}.spf_aligned_pass + excluded.spf_aligned_pass,
+        dkim_aligned_pass = {table}.dkim_aligned_pass + excluded.dkim_aligned_pass"""
 
 
 def _fill_daily_totals() -> None:
     """Sum the records stored before this revision, report by report, as ingest now does."""
     conn = op.get_bind()
+    conn.execute(sa.text(
+        "INSERT INTO source_address (ip, packed) SELECT COALESCE(source_ip, ''), source_ip_packed "
+        "FROM aggregate_record GROUP BY COALESCE(source_ip, ''), source_ip_packed ORDER BY 1"))
     reports = conn.execute(sa.text(
         "SELECT id, date_begin, date_end, policy_domain, org_name_key FROM aggregate_report "
         "WHERE conflict_of_id IS NULL")).all()
@@ -132,17 +148,12 @@ def _fill_daily_totals() -> None:
             f"SELECT :first, :last, :domain, :org, COALESCE(disposition, ''), {_DMARC}, {_SUMS} "
             f"FROM aggregate_record WHERE report_id = :id GROUP BY COALESCE(disposition, ''), {_DMARC} "
             "ON CONFLICT (first_day, last_day, policy_domain, org_name_key, disposition, dmarc) DO UPDATE SET "
-            "messages = daily_totals.messages + excluded.messages, records = daily_totals.records + excluded.records, "
-            "spf_aligned_pass = daily_totals.spf_aligned_pass + excluded.spf_aligned_pass, "
-            "dkim_aligned_pass = daily_totals.dkim_aligned_pass + excluded.dkim_aligned_pass"), values)
+            + _ADD.format(table="daily_totals")), values)
         conn.execute(sa.text(
-            "INSERT INTO daily_source_totals (first_day, last_day, policy_domain, source_ip, disposition, dmarc, "
-            "messages, records, spf_aligned_pass, dkim_aligned_pass, source_ip_packed) "
-            f"SELECT :first, :last, :domain, COALESCE(source_ip, ''), COALESCE(disposition, ''), {_DMARC}, "
-            f"{_SUMS}, source_ip_packed FROM aggregate_record WHERE report_id = :id "
-            f"GROUP BY COALESCE(source_ip, ''), source_ip_packed, COALESCE(disposition, ''), {_DMARC} "
-            "ON CONFLICT (first_day, last_day, policy_domain, source_ip, disposition, dmarc) DO UPDATE SET "
-            "messages = daily_source_totals.messages + excluded.messages, "
-            "records = daily_source_totals.records + excluded.records, "
-            "spf_aligned_pass = daily_source_totals.spf_aligned_pass + excluded.spf_aligned_pass, "
-            "dkim_aligned_pass = daily_source_totals.dkim_aligned_pass + excluded.dkim_aligned_pass"), values)
+            "INSERT INTO daily_source_totals (first_day, last_day, policy_domain, source_id, disposition, dmarc, "
+            "messages, records, spf_aligned_pass, dkim_aligned_pass) "
+            f"SELECT :first, :last, :domain, s.id, COALESCE(disposition, ''), {_DMARC}, {_SUMS} "
+            "FROM aggregate_record JOIN source_address s ON s.ip = COALESCE(source_ip, '') "
+            f"WHERE report_id = :id GROUP BY s.id, COALESCE(disposition, ''), {_DMARC} "
+            "ON CONFLICT (first_day, last_day, policy_domain, source_id, disposition, dmarc) DO UPDATE SET "
+            + _ADD.format(table="daily_source_totals")), values)
