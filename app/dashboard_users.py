@@ -11,32 +11,57 @@ from datetime import UTC, datetime
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import Engine, select
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
 from app.models import DashboardUser
 
 _hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
 MIN_PASSWORD_LENGTH = 8
+MAX_PASSWORD_LENGTH = 1024
+"""argon2 reads all of a password: without a bound, one request could buy a long hash."""
+MAX_USERNAME_LENGTH = 128
 
 
 class UserError(ValueError):
     """A user could not be created or changed; the message says why."""
 
 
-def create_user(engine: Engine, username: str, password: str) -> DashboardUser:
+class UserExists(UserError):
+    """The username is taken (the API answers 409 rather than 422)."""
+
+
+def check_username(username: str) -> str:
+    """The username as it will be kept; checked before a password is asked for."""
     username = username.strip()
-    if not username or len(username) > 128 or any(ch.isspace() for ch in username):
-        raise UserError("a username is 1 to 128 characters without spaces")
+    if not username or len(username) > MAX_USERNAME_LENGTH or not username.isprintable() \
+            or any(ch.isspace() for ch in username):
+        raise UserError(f"a username is 1 to {MAX_USERNAME_LENGTH} printable characters without spaces")
+    return username
+
+
+def check_password(password: str) -> None:
     if len(password) < MIN_PASSWORD_LENGTH:
         raise UserError(f"the password must be at least {MIN_PASSWORD_LENGTH} characters long")
+    if len(password) > MAX_PASSWORD_LENGTH:
+        raise UserError(f"the password may be at most {MAX_PASSWORD_LENGTH} characters long")
+
+
+def create_user(engine: Engine, username: str, password: str) -> DashboardUser:
+    username = check_username(username)
+    check_password(password)
     now = datetime.now(UTC)
+    taken = UserExists(f"a user named {username!r} already exists")
     with Session(engine, expire_on_commit=False) as session:
         if session.scalars(select(DashboardUser).where(col(DashboardUser.username) == username)).first():
-            raise UserError(f"a user named {username!r} already exists")
+            raise taken
         user = DashboardUser(username=username, password_hash=_hasher.hash(password), created_at=now,
                              password_changed_at=now)
         session.add(user)
-        session.commit()
+        try:
+            session.commit()
+        except IntegrityError:  # created by someone else while this password was being hashed
+            raise taken from None
     return user
 
 
