@@ -8,7 +8,7 @@ such as the `errors` of a refused upload or the `sha256` its bytes were kept und
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -17,6 +17,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.status import HTTP_422_UNPROCESSABLE_CONTENT, HTTP_500_INTERNAL_SERVER_ERROR
+
+from app.log_config import current_request_id
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +69,32 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {status: {"model": ProblemDocument, "content": {MEDIA_TYPE: {}}} for status in statuses}
 
 
+def _problem_media_in_schema(app: FastAPI) -> Callable[[], dict[str, Any]]:
+    """OpenAPI that shows error answers as what they are: `application/problem+json` only.
+
+    FastAPI files a response `model` under the route's JSON media type; errors are never
+    sent as plain `application/json`, so the schema is moved where clients will meet it.
+    """
+    stock = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = stock()
+            for path in schema.get("paths", {}).values():
+                for operation in path.values():
+                    for status, response in operation.get("responses", {}).items():
+                        content = response.get("content", {})
+                        if status[:1] in "45" and "application/json" in content:
+                            content[MEDIA_TYPE] = content.pop("application/json")
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    return openapi
+
+
 def install(app: FastAPI) -> None:
+    app.openapi = _problem_media_in_schema(app)  # type: ignore[method-assign]
+
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
         return problem_response(request, exc.status, exc.type, exc.title, exc.detail, exc.headers,
@@ -93,6 +120,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
+        request_id = current_request_id()
+        # Starlette answers this one outside the request-id middleware: name the id here
         return problem_response(request, HTTP_500_INTERNAL_SERVER_ERROR, PROBLEM_BASE + "internal-error",
                                 "Internal server error",
-                                "the server failed on this request; it is logged with the request id")
+                                "the server failed on this request; it is logged with the request id",
+                                headers={"X-Request-ID": request_id} if request_id else None,
+                                request_id=request_id)
