@@ -18,6 +18,7 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
+from app.account_cli import token_cli, user_cli
 from app.db import SchemaNotReady, get_engine, require_current_schema, upgrade_database
 from app.settings import Settings, get_settings
 from ingest.pipeline import IngestPipeline, InputOutcome
@@ -26,6 +27,8 @@ cli = typer.Typer(help="Rua: a self-hosted DMARC report collector.", no_args_is_
                   add_completion=False)
 db_cli = typer.Typer(help="Database schema management.", no_args_is_help=True)
 cli.add_typer(db_cli, name="db")
+cli.add_typer(token_cli, name="token")
+cli.add_typer(user_cli, name="user")
 
 err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
@@ -196,10 +199,14 @@ def serve(
     """Run the web app and JSON API."""
     import uvicorn
 
+    from app.log_config import configure_logging
+
     settings = _settings()
     _ready_engine(settings)
+    configure_logging(settings.log_level, settings.log_format)
+    # logging is set up above; the app's middleware writes the access log, with request ids
     uvicorn.run("app.main:create_app", factory=True, host=host, port=port,
-                log_level=settings.log_level.lower())
+                log_level=settings.log_level.lower(), log_config=None, access_log=False)
 
 
 @db_cli.command("upgrade")

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Annotated
+from dataclasses import dataclass
+from typing import Annotated, Literal
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
 from sqlmodel import Session
@@ -13,7 +14,9 @@ from sqlmodel import Session
 from app.api_tokens import Scope, authenticate
 from app.models import ApiToken
 from app.problems import Problem
+from app.record_filter import RecordFilter, record_filter
 from app.settings import Settings
+from ingest.pipeline import IngestPipeline
 
 bearer = HTTPBearer(auto_error=False, description="An API token made with `rua token create`.")
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
@@ -27,6 +30,10 @@ def get_db_engine(request: Request) -> Engine:
     return request.app.state.engine  # type: ignore[no-any-return]
 
 
+def get_pipeline(request: Request) -> IngestPipeline:
+    return request.app.state.pipeline  # type: ignore[no-any-return]
+
+
 def get_session(engine: Annotated[Engine, Depends(get_db_engine)]) -> Iterator[Session]:
     with Session(engine) as session:
         yield session
@@ -35,6 +42,7 @@ def get_session(engine: Annotated[Engine, Depends(get_db_engine)]) -> Iterator[S
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 EngineDep = Annotated[Engine, Depends(get_db_engine)]
 SessionDep = Annotated[Session, Depends(get_session)]
+PipelineDep = Annotated[IngestPipeline, Depends(get_pipeline)]
 
 
 def require(scope: Scope) -> Callable[..., ApiToken]:
@@ -66,3 +74,31 @@ def require(scope: Scope) -> Callable[..., ApiToken]:
 IngestAccess = Annotated[ApiToken, Depends(require(Scope.INGEST))]
 ReadAccess = Annotated[ApiToken, Depends(require(Scope.READ))]
 AdminAccess = Annotated[ApiToken, Depends(require(Scope.ADMIN))]
+
+
+@dataclass(frozen=True, slots=True)
+class PageParams:
+    limit: int | None
+    """None: everything (CSV exports); JSON lists fall back to DEFAULT_LIMIT"""
+    offset: int
+
+    def json_limit(self) -> int:
+        return self.limit or DEFAULT_LIMIT
+
+
+DEFAULT_LIMIT = 100
+
+
+def page_params(
+    limit: Annotated[int | None, Query(ge=1, le=1000, description=(
+        f"Items per page (default {DEFAULT_LIMIT}). CSV exports hold every match unless a limit is given."))]
+    = None,
+    offset: Annotated[int, Query(ge=0, description="Items to skip.")] = 0,
+) -> PageParams:
+    return PageParams(limit, offset)
+
+
+FormatParam = Annotated[Literal["json", "csv"] | None, Query(
+    alias="format", description="csv for a CSV export (as does `Accept: text/csv`).")]
+PageDep = Annotated[PageParams, Depends(page_params)]
+RecordFilterDep = Annotated[RecordFilter, Depends(record_filter)]

@@ -5,9 +5,24 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from app import __version__, problems
-from app.api.routes import health, reports
+from app.api.routes import (
+    docs,
+    domains,
+    health,
+    metrics,
+    records,
+    report_upload,
+    reports,
+    sources,
+    summary,
+    tokens,
+    users,
+)
 from app.db import get_engine
+from app.metrics import Metrics
+from app.request_observer import RequestObserver
 from app.settings import Settings, get_settings
+from ingest.pipeline import IngestPipeline
 
 DESCRIPTION = """\
 Self-hosted DMARC report collector and analytics.
@@ -28,7 +43,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   docs_url=None, redoc_url=None, openapi_url=None)
     app.state.settings = settings
     app.state.engine = get_engine(settings.database_url)
+    app.state.pipeline = IngestPipeline(app.state.engine, settings.data_dir, settings.unpack_limits)
     problems.install(app)
-    for router in (health.router, reports.router):
+    app.state.metrics = Metrics(app.state.engine)
+    app.add_middleware(RequestObserver, metrics=app.state.metrics)
+    for router in (health.router, reports.router, report_upload.router, records.router, summary.router,
+                   sources.router, domains.router, tokens.router, users.router,
+                   metrics.router, docs.router):
         app.include_router(router)
     return app
