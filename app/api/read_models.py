@@ -7,13 +7,23 @@ field descriptions say what a DMARC user needs to know to read them.
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.summary_query import Tally
 
 _WHEN = "2026-11-01T00:00:00Z"
+Item = TypeVar("Item", bound=BaseModel)
+
+
+class Page(BaseModel, Generic[Item]):
+    """One page of a list: `total` matches in all, `items` from `offset`, at most `limit`."""
+
+    total: int
+    limit: int
+    offset: int
+    items: list[Item]
 
 
 def _example(example: dict[str, Any]) -> ConfigDict:
@@ -77,13 +87,8 @@ class RecordItem(BaseModel):
     spf_results: list[SpfResult]
 
 
-class RecordPage(BaseModel):
+class RecordPage(Page[RecordItem]):
     model_config = _example({"total": 1, "limit": 100, "offset": 0, "items": [RECORD_EXAMPLE]})
-
-    total: int
-    limit: int
-    offset: int
-    items: list[RecordItem]
 
 
 # -- reports ------------------------------------------------------------------------------------
@@ -113,13 +118,8 @@ class ReportSummary(BaseModel):
     ingested_at: datetime
 
 
-class ReportPage(BaseModel):
+class ReportPage(Page[ReportSummary]):
     model_config = _example({"total": 1, "limit": 100, "offset": 0, "items": [REPORT_EXAMPLE]})
-
-    total: int
-    limit: int
-    offset: int
-    items: list[ReportSummary]
 
 
 POLICY_EXAMPLE: dict[str, Any] = {
@@ -248,14 +248,9 @@ class SourceItem(Volume):
     last_day: date | None
 
 
-class SourcePage(BaseModel):
+class SourcePage(Page[SourceItem]):
     model_config = _example({"total": 1, "limit": 100, "offset": 0, "items": [
         {"source_ip": "192.0.2.10", **_VOLUME, "first_day": "2026-11-01", "last_day": "2026-11-01"}]})
-
-    total: int
-    limit: int
-    offset: int
-    items: list[SourceItem]
 
 
 _DOMAIN = {"domain": "example.com", "reports": 1, **_VOLUME, "first_day": "2026-11-01",
@@ -273,10 +268,5 @@ class DomainItem(Volume):
     policy_reported_at: datetime | None = Field(description="date_begin of that report")
 
 
-class DomainPage(BaseModel):
+class DomainPage(Page[DomainItem]):
     model_config = _example({"total": 1, "limit": 100, "offset": 0, "items": [_DOMAIN]})
-
-    total: int
-    limit: int
-    offset: int
-    items: list[DomainItem]

@@ -9,6 +9,7 @@
 #   URL: postgresql+psycopg://dmarc:secret@127.0.0.1:PORT/dmarc_test
 # Prints the postmaster PID (also DATADIR/postgres.pid). Stop: pg-stop.sh DATADIR
 # Durability is switched off (fsync/full_page_writes/synchronous_commit): tests only.
+# PG_DURABLE=1 keeps PostgreSQL's durable defaults (the benchmarks use it).
 set -euo pipefail
 DATADIR=${1:?usage: $0 DATADIR [PORT] [DBNAME]}
 PORT=${2:-15432}
@@ -65,9 +66,8 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
 listen_addresses = '127.0.0.1'
 port = $PORT
 unix_socket_directories = '$DATADIR'
-fsync = off
-synchronous_commit = off
-full_page_writes = off
+$(if [ "${PG_DURABLE:-0}" = 1 ]; then echo "# durable defaults kept (PG_DURABLE=1)"; else
+    printf 'fsync = off\nsynchronous_commit = off\nfull_page_writes = off'; fi)
 max_connections = 100
 shared_buffers = 128MB
 log_min_messages = warning
