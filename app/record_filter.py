@@ -17,7 +17,7 @@ from typing import Annotated, Literal
 from fastapi import Query
 from sqlalchemy import ColumnElement, Table, and_, or_, select
 
-from app.models import UNDATED, DailySourceTotals, DailyTotals, Record, Report, SourceAddress
+from app.models import UNDATED, DailySourceTotals, DailyTotals, Record, Report, SourceAddress, table_of
 from app.problems import Problem
 from ingest.daily_totals import dmarc_result
 from ingest.report_identity import org_name_key
@@ -25,10 +25,6 @@ from ingest.report_identity import org_name_key
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 _V4_MAPPED = b"\x00" * 10 + b"\xff\xff"
 _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-
-
-def table_of(model: type) -> Table:
-    return model.__table__  # type: ignore[attr-defined, no-any-return]
 
 
 REPORTS = table_of(Report)

@@ -15,8 +15,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, Table, and_, func, or_, select, tuple_
 from sqlalchemy.engine import Connection
 
-from app.models import RecordDkimResult, RecordReason, RecordSpfResult
-from app.record_filter import RECORDS, REPORTS, TOTALS, RecordFilter, table_of
+from app.models import RecordDkimResult, RecordReason, RecordSpfResult, table_of
+from app.record_filter import RECORDS, REPORTS, TOTALS, RecordFilter
 from ingest.daily_totals import dmarc_result
 
 REASONS = table_of(RecordReason)

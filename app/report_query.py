@@ -8,8 +8,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, exists, func, select
 from sqlalchemy.engine import Connection
 
-from app.models import Original, ReportOrigin
-from app.record_filter import RECORDS, REPORTS, RecordFilter, table_of
+from app.models import Original, ReportOrigin, table_of
+from app.record_filter import RECORDS, REPORTS, RecordFilter
 
 ORIGINALS = table_of(Original)
 ORIGINS = table_of(ReportOrigin)

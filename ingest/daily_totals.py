@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.expression import Executable
 
-from app.models import UNDATED, DailySourceTotals, DailyTotals, Record, SourceAddress
+from app.models import UNDATED, DailySourceTotals, DailyTotals, Record, SourceAddress, table_of
 
 _SUMS = ("messages", "records", "spf_aligned_pass", "dkim_aligned_pass")
 
@@ -55,7 +55,7 @@ def add_report(conn: Connection, report_id: int, begin: datetime | None, end: da
 @cache
 def _statements(dialect: str) -> tuple[Executable, ...]:
     """The upserts, built once per dialect (building them costs more than running them)."""
-    records, addresses = _table(Record), _table(SourceAddress)
+    records, addresses = table_of(Record), table_of(SourceAddress)
     this_report = records.c.report_id == bindparam("report")
     source_ip = func.coalesce(records.c.source_ip, "")
     insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
@@ -77,12 +77,12 @@ def _statements(dialect: str) -> tuple[Executable, ...]:
     )
     fixed = (bindparam("first_day", type_=Date), bindparam("last_day", type_=Date),
              bindparam("policy_domain", type_=String))
-    totals = _upsert(dialect, _table(DailyTotals),
+    totals = _upsert(dialect, table_of(DailyTotals),
                      ("first_day", "last_day", "policy_domain", "org_name_key", "disposition", "dmarc"),
                      select(*fixed, bindparam("org_name_key", type_=String), disposition, dmarc, *sums)
                      .where(this_report).group_by(disposition, dmarc).order_by(disposition, dmarc))
     source_id = addresses.c.id
-    sources = _upsert(dialect, _table(DailySourceTotals),
+    sources = _upsert(dialect, table_of(DailySourceTotals),
                       ("first_day", "last_day", "policy_domain", "source_id", "disposition", "dmarc"),
                       select(*fixed, source_id, disposition, dmarc, *sums)
                       .select_from(records.join(addresses, addresses.c.ip == source_ip))
@@ -98,6 +98,3 @@ def _upsert(dialect: str, table: Table, key: tuple[str, ...], rows: Select[Any])
         index_elements=[table.c[name] for name in key],
         set_={name: table.c[name] + statement.excluded[name] for name in _SUMS})
 
-
-def _table(model: type) -> Table:
-    return model.__table__  # type: ignore[attr-defined, no-any-return]

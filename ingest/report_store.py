@@ -14,13 +14,13 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, Table, func, select, update
+from sqlalchemy import Engine, func, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
 from app.db import BEGIN_MODE
-from app.models import Original, Record, Report, ReportOrigin
+from app.models import Original, Record, Report, ReportOrigin, table_of
 from ingest import daily_totals
 from ingest.aggregate_report import ReportHeader
 from ingest.original_store import StoredOriginal
@@ -32,9 +32,6 @@ from ingest.sniff import ContainerKind
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
-
-def _table(model: type) -> Table:
-    return model.__table__  # type: ignore[attr-defined, no-any-return]
 
 
 class ReportStore:
@@ -58,7 +55,7 @@ class ReportStore:
         An upsert, so two uploads of the same file at the same moment cannot collide.
         """
         now = utcnow()
-        table = _table(Original)
+        table = table_of(Original)
         insert = (postgresql_insert if self.dialect == "postgresql" else sqlite_insert)(table)
         statement = insert.values(
             sha256=original.sha256, size=original.size, container=str(original.container),
@@ -73,7 +70,7 @@ class ReportStore:
 
     def finish_original(self, sha256: str, status: str, error: str | None, counts: dict[str, int],
                         retry: bool = False) -> None:
-        table = _table(Original)
+        table = table_of(Original)
         values: dict[str, Any] = {"status": status, "error": error, **counts}
         if retry:
             values["attempts"] = table.c.attempts + 1
@@ -82,7 +79,7 @@ class ReportStore:
 
     def originals_to_retry(self) -> list[tuple[StoredOriginal, str]]:
         """Every input that failed, partly failed or never finished, with its source name."""
-        table = _table(Original)
+        table = table_of(Original)
         with self.engine.connect() as conn:
             rows = conn.execute(
                 select(table.c.sha256, table.c.size, table.c.container, table.c.storage_path,
@@ -115,7 +112,7 @@ class ReportTransaction:
         self._identity_hash = identity.hash
 
     def existing_copies(self) -> list[tuple[int, str | None]]:
-        table = _table(Report)
+        table = table_of(Report)
         rows = self.conn.execute(
             select(table.c.id, table.c.content_digest)
             .where(table.c.identity_hash == self._identity_hash).order_by(table.c.id))
@@ -124,7 +121,7 @@ class ReportTransaction:
     def insert_report(self, header: ReportHeader, original_sha256: str, location: str,
                       conflict_of: int | None) -> int:
         policy = header.policy
-        table = _table(Report)
+        table = table_of(Report)
         result = self.conn.execute(table.insert().values(
             identity_hash=self._identity_hash,
             org_name=header.org_name, org_name_key=org_name_key(header.org_name),
@@ -143,7 +140,7 @@ class ReportTransaction:
         return report_id
 
     def add_origin(self, report_id: int, original_sha256: str, location: str) -> None:
-        table = _table(ReportOrigin)
+        table = table_of(ReportOrigin)
         exists = self.conn.execute(select(table.c.report_id).where(
             table.c.report_id == report_id, table.c.original_sha256 == original_sha256,
             table.c.location == location[:1024])).first()
@@ -168,7 +165,7 @@ class ReportTransaction:
 
     def finish_report(self, report_id: int, record_count: int, message_count: int,
                       notes: list[str]) -> None:
-        table = _table(Report)
+        table = table_of(Report)
         self.conn.execute(update(table).where(table.c.id == report_id).values(
             record_count=record_count, message_count=message_count, repair_notes=notes))
 
@@ -182,11 +179,11 @@ class ReportTransaction:
         Digests are only needed when a second copy of a report arrives, so they are
         computed then, from the database, rather than on every ingest.
         """
-        reports = _table(Report)
+        reports = table_of(Report)
         header = self.conn.execute(
             select(*(reports.c[name] for name in HEADER_FIELDS)).where(reports.c.id == report_id)).one()
         digest = ContentDigest(tuple(header))
-        record_table = _table(Record)
+        record_table = table_of(Record)
         last = self.conn.execute(select(func.max(record_table.c.record_no)).where(
             record_table.c.report_id == report_id)).scalar() or 0
         for start in range(1, last + 1, page):
