@@ -19,11 +19,11 @@ from sqlalchemy import ColumnElement, Table, and_, or_, select
 
 from app.models import UNDATED, DailySourceTotals, DailyTotals, Record, Report, SourceAddress, table_of
 from app.problems import Problem
+from ingest.aggregate_normaliser import packed_address
 from ingest.daily_totals import dmarc_result
 from ingest.report_identity import org_name_key
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-_V4_MAPPED = b"\x00" * 10 + b"\xff\xff"
 _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
@@ -137,11 +137,6 @@ class RecordFilter:
         """Report conditions for analytics: conflicting copies restate a first copy, so they
         are left out, as the daily totals leave them out."""
         return [REPORTS.c.conflict_of_id.is_(None), *self.report_conditions()]
-
-
-def packed_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bytes:
-    """As stored in source_ip_packed: 16 bytes, IPv4 mapped into IPv6."""
-    return _V4_MAPPED + address.packed if address.version == 4 else address.packed
 
 
 def _network_condition(column: ColumnElement[bytes], network: IPNetwork) -> ColumnElement[bool]:

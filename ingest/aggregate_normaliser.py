@@ -75,6 +75,12 @@ def _text(text: str | None) -> str | None:
 _V4_MAPPED = b"\x00" * 10 + b"\xff\xff"
 
 
+def packed_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bytes:
+    """The stored 16-byte form (source_ip_packed): IPv4 mapped into IPv6, so one byte order
+    sorts both families and a CIDR network is one range."""
+    return _V4_MAPPED + address.packed if address.version == 4 else address.packed
+
+
 @lru_cache(maxsize=4096)
 def _address(text: str) -> tuple[str, bytes] | None:
     """Canonical text and 16-byte form (IPv4 mapped into IPv6) of an address.
@@ -98,7 +104,7 @@ def _address(text: str) -> tuple[str, bytes] | None:
     except ValueError:
         return None
     if address.version == 4:
-        return str(address), _V4_MAPPED + address.packed
+        return str(address), packed_address(address)
     # a zone index (fe80::1%eth0) means nothing outside the reporter's host: dropped
     return ipaddress.IPv6Address(address.packed).compressed, address.packed
 
