@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import and_, exists, func, select
+from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
-from app.record_filter import RECORDS, REPORTS, RecordFilter
+from app.record_filter import REPORTS, RecordFilter
 
 POLICY_FIELDS = ("adkim", "aspf", "p", "sp", "np", "pct", "fo", "testing", "discovery_method")
 
@@ -16,10 +16,8 @@ def domain_reports(conn: Connection, flt: RecordFilter, domains: list[str]) -> d
     """For each domain: how many reports match, and the policy of the latest of them."""
     if not domains:
         return {}
-    conditions = [*flt.analysed_reports(), func.coalesce(REPORTS.c.policy_domain, "").in_(domains)]
-    if flt.has_record_filters:
-        conditions.append(exists().where(and_(RECORDS.c.report_id == REPORTS.c.id, *flt.record_conditions())))
     domain = func.coalesce(REPORTS.c.policy_domain, "")
+    conditions = [*flt.matching_reports(conflicting_copies=False), domain.in_(domains)]
     per_domain = select(domain, func.count()).where(*conditions).group_by(domain)
     counts: dict[str, int] = {name: count for name, count in conn.execute(per_domain)}
     latest = (select(domain.label("domain"), REPORTS.c.date_begin,

@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Literal
 
 from fastapi import Query
-from sqlalchemy import ColumnElement, Table, and_, or_, select
+from sqlalchemy import ColumnElement, Table, and_, exists, or_, select
 
 from app.models import UNDATED, DailySourceTotals, DailyTotals, Record, Report, SourceAddress, table_of
 from app.problems import Problem
@@ -131,6 +131,14 @@ class RecordFilter:
             conditions.append(table.c.disposition.in_(self.dispositions))
         if self.dmarc:
             conditions.append(table.c.dmarc == self.dmarc)
+        return conditions
+
+    def matching_reports(self, conflicting_copies: bool) -> list[ColumnElement[bool]]:
+        """On aggregate_report: the report-level filters, and a record matching the rest."""
+        conditions = self.report_conditions() if conflicting_copies else self.analysed_reports()
+        if self.has_record_filters:
+            conditions.append(exists().where(and_(RECORDS.c.report_id == REPORTS.c.id,
+                                                  *self.record_conditions())))
         return conditions
 
     def analysed_reports(self) -> list[ColumnElement[bool]]:

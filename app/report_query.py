@@ -5,34 +5,26 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, func, select
+from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
 from app.models import Original, ReportOrigin, table_of
-from app.record_filter import RECORDS, REPORTS, RecordFilter
+from app.record_filter import REPORTS, RecordFilter
 
 ORIGINALS = table_of(Original)
 ORIGINS = table_of(ReportOrigin)
 
 
-def _conditions(flt: RecordFilter) -> list[ColumnElement[bool]]:
-    """Every report matching the report-level filters and holding a record matching the rest.
-
-    Conflicting copies are listed (flagged by conflict_of_id): the list is where they are reviewed.
-    """
-    conditions = flt.report_conditions()
-    if flt.has_record_filters:
-        conditions.append(exists().where(and_(RECORDS.c.report_id == REPORTS.c.id, *flt.record_conditions())))
-    return conditions
-
-
-def count_reports(conn: Connection, flt: RecordFilter) -> int:
-    return int(conn.execute(select(func.count()).select_from(REPORTS).where(*_conditions(flt))).scalar_one())
+def count_reports(conn: Connection, flt: RecordFilter, conflicting_copies: bool = True) -> int:
+    """Reports holding a matching record. The list shows conflicting copies (flagged by
+    conflict_of_id: it is where they are reviewed); the figures leave them out."""
+    matching = flt.matching_reports(conflicting_copies)
+    return int(conn.execute(select(func.count()).select_from(REPORTS).where(*matching)).scalar_one())
 
 
 def report_page(conn: Connection, flt: RecordFilter, limit: int | None, offset: int) -> list[dict[str, Any]]:
     # undated reports last on every database (PostgreSQL sorts NULL first when descending)
-    query = (select(REPORTS).where(*_conditions(flt))
+    query = (select(REPORTS).where(*flt.matching_reports(conflicting_copies=True))
              .order_by(REPORTS.c.date_begin.desc().nulls_last(), REPORTS.c.id.desc())
              .offset(offset).limit(limit))
     return [dict(row._mapping) for row in conn.execute(query)]

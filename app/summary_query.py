@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from sqlalchemy import Row, Table, and_, case, exists, func, select
+from sqlalchemy import Row, Table, case, func, select
 from sqlalchemy.engine import Connection
 
 from app.models import UNDATED
 from app.record_filter import RECORDS, REPORTS, SOURCE_TOTALS, TOTALS, RecordFilter
+from app.report_query import count_reports
 from ingest.daily_totals import dmarc_result, report_days
 
 DISPOSITIONS = ("none", "quarantine", "reject")
@@ -69,7 +70,8 @@ def summarise(conn: Connection, flt: RecordFilter) -> Summary:
             continue  # counted in the totals; has no day of its own
         day = max(first_day, since_day) if since_day else first_day
         days.setdefault(day, Tally()).add(disposition, dmarc, messages, records, spf, dkim)
-    return Summary(count_reports(conn, flt), total, dict(sorted(days.items())), answered_from)
+    reports = count_reports(conn, flt, conflicting_copies=False)
+    return Summary(reports, total, dict(sorted(days.items())), answered_from)
 
 
 def day_rows(conn: Connection, flt: RecordFilter) -> tuple[Iterable[DayRow], str]:
@@ -111,10 +113,3 @@ def _day_row(row: Row[Any] | tuple[Any, ...]) -> DayRow:
     return (first_day, disposition, dmarc, int(messages or 0), int(records or 0), int(spf or 0),
             int(dkim or 0))
 
-
-def count_reports(conn: Connection, flt: RecordFilter) -> int:
-    """Reports (first copies) with at least one record matching the filters."""
-    conditions = flt.analysed_reports()
-    if flt.has_record_filters:
-        conditions.append(exists().where(and_(RECORDS.c.report_id == REPORTS.c.id, *flt.record_conditions())))
-    return int(conn.execute(select(func.count()).select_from(REPORTS).where(*conditions)).scalar_one())
