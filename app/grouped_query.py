@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Select, Table, case, distinct, func, literal_column, select
+from sqlalchemy import ColumnElement, Select, Table, case, func, literal_column, select
 from sqlalchemy.engine import Connection
 
 from app.models import UNDATED
 from app.record_filter import ADDRESSES, RECORDS, REPORTS, SOURCE_TOTALS, TOTALS, RecordFilter
+from app.source_ranking import count_sources, top_sources
 from app.summary_query import DISPOSITIONS, Tally
 from ingest.daily_totals import dmarc_result, report_days
 
@@ -58,9 +59,9 @@ def grouped(conn: Connection, flt: RecordFilter, by: GroupKey, limit: int | None
 def _ranked_sources(conn: Connection, flt: RecordFilter, limit: int | None, offset: int) -> GroupPage:
     """Sources by volume from the daily source totals, in two steps.
 
-    A month can hold a hundred thousand sources. Ranking them on the message count alone,
-    by integer id, and only then summing everything else for the page's few ids, is several
-    times cheaper than carrying every sum through the grouping and the sort.
+    A month can hold a hundred thousand sources. The page's ids are found first, on the
+    message count alone (app.source_ranking), and only then is everything else summed for
+    those few ids: several times cheaper than carrying every sum through a grouping and sort.
     """
     table = SOURCE_TOTALS
     conditions = flt.totals_conditions(table)
@@ -72,24 +73,25 @@ def _ranked_sources(conn: Connection, flt: RecordFilter, limit: int | None, offs
                  .order_by(literal_column("messages").desc(), table.c.source_id).offset(offset))
         groups = [_group(row, False) for row in conn.execute(query)]
         return GroupPage(offset + len(groups), groups, "daily_source_totals")
-    volume = func.sum(table.c.messages).label("volume")
-    # `+ 0`: SQLite would otherwise group along the by-source index, reading every day of the
-    # history through it, rather than read just the window from its covering index and sort
-    source = (table.c.source_id + literal_column("0")).label("source_id")
-    ranked = conn.execute(select(source, volume).where(*conditions).group_by(source)
-                          .order_by(volume.desc(), source).offset(offset).limit(limit)).all()
-    if len(ranked) < limit and (ranked or not offset):
-        total = offset + len(ranked)
-    else:
-        count = select(func.count(distinct(table.c.source_id))).where(*conditions)
-        total = int(conn.execute(count).scalar_one())
-    ids = [row.source_id for row in ranked]
-    details = (_totals_query(table, flt, address, with_count=False)
-               .add_columns(table.c.source_id)
-               .select_from(table.join(ADDRESSES, ADDRESSES.c.id == table.c.source_id))
-               .where(table.c.source_id.in_(ids)).group_by(table.c.source_id, ADDRESSES.c.ip))
-    by_id = {row.source_id: row for row in conn.execute(details)} if ids else {}
-    return GroupPage(total, [_group(by_id[source_id], False) for source_id in ids], "daily_source_totals")
+    ids = top_sources(conn, flt, limit, offset)
+    if ids is None:  # the lifetime bounds did not settle the page: group the whole window
+        volume = func.sum(table.c.messages).label("volume")
+        # `+ 0`: SQLite would otherwise group along the by-source index, reading every day of
+        # the history through it, rather than read just the window from its covering index
+        source = (table.c.source_id + literal_column("0")).label("source_id")
+        ids = [row.source_id for row in conn.execute(
+            select(source, volume).where(*conditions).group_by(source)
+            .order_by(volume.desc(), source).offset(offset).limit(limit))]
+    total = offset + len(ids) if len(ids) < limit and (ids or not offset) else count_sources(conn, flt)
+    if not ids:
+        return GroupPage(total, [], "daily_source_totals")
+    # the page's sums, and its addresses, apart: joined, PostgreSQL would hash every address
+    details = (_totals_query(table, flt, table.c.source_id, with_count=False)
+               .where(table.c.source_id.in_(ids)))
+    by_id = {row.group_key: _group(row, False) for row in conn.execute(details)}
+    for source_id, ip in conn.execute(select(ADDRESSES.c.id, ADDRESSES.c.ip).where(ADDRESSES.c.id.in_(ids))):
+        by_id[source_id].key = ip
+    return GroupPage(total, [by_id[source_id] for source_id in ids], "daily_source_totals")
 
 
 def _sums(messages: ColumnElement[Any], records: ColumnElement[Any], dmarc: ColumnElement[Any],

@@ -199,15 +199,30 @@ class SourceAddress(SQLModel, table=True):
     """Every source address seen, numbered: totals group by a small integer, not by text.
 
     Grouping a month of per-day totals by source is the costliest query the API answers
-    (tens of thousands of sources); integer keys make it several times cheaper.
+    (tens of thousands of sources); integer keys make it several times cheaper. Each address
+    also keeps its lifetime message count and the days it was seen, kept with the daily
+    totals: an upper bound on any window's volume and an interval that contains every window
+    it appears in, so ranking and counting sources need not group the whole window
+    (app.source_ranking).
     """
 
     __tablename__ = "source_address"
+    __table_args__ = (
+        Index("ix_source_address_messages", "messages", "id"),
+        Index("ix_source_address_days", "last_day", "first_day"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     ip: str = Field(max_length=64, unique=True, description="as in aggregate_record.source_ip; '' if none")
     packed: bytes | None = Field(default=None, sa_type=LargeBinary, index=True,
                                  description="16 bytes, IPv4 mapped into IPv6, for CIDR ranges")
+    # server defaults: migration 0003 added these to a filled table
+    messages: int = Field(default=0, sa_type=BigInteger, description="in every analysed report",
+                          sa_column_kwargs={"server_default": "0"})
+    first_day: date = Field(default=UNDATED, description="its earliest report's first day",
+                            sa_column_kwargs={"server_default": "0001-01-01"})
+    last_day: date = Field(default=UNDATED, description="its latest report's last day",
+                           sa_column_kwargs={"server_default": "0001-01-01"})
 
 
 class _DailyTotals(SQLModel):

@@ -125,13 +125,18 @@ class RecordFilter:
         if self.org_keys:
             conditions.append(table.c.org_name_key.in_(self.org_keys))
         if self.networks:
-            in_networks = or_(*(_network_condition(ADDRESSES.c.packed, network) for network in self.networks))
-            conditions.append(table.c.source_id.in_(select(ADDRESSES.c.id).where(in_networks)))
+            conditions.append(table.c.source_id.in_(select(ADDRESSES.c.id).where(*self.address_conditions())))
         if self.dispositions:
             conditions.append(table.c.disposition.in_(self.dispositions))
         if self.dmarc:
             conditions.append(table.c.dmarc == self.dmarc)
         return conditions
+
+    def address_conditions(self) -> list[ColumnElement[bool]]:
+        """On source_address: the source networks, if any."""
+        if not self.networks:
+            return []
+        return [or_(*(_network_condition(ADDRESSES.c.packed, network) for network in self.networks))]
 
     def matching_reports(self, conflicting_copies: bool) -> list[ColumnElement[bool]]:
         """On aggregate_report: the report-level filters, and a record matching the rest."""

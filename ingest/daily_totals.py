@@ -59,14 +59,23 @@ def _statements(dialect: str) -> tuple[Executable, ...]:
     this_report = records.c.report_id == bindparam("report")
     source_ip = func.coalesce(records.c.source_ip, "")
     insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
-    # new addresses first, in order (concurrent PostgreSQL writers then wait, never deadlock)
-    new_addresses = insert(addresses).from_select(
-        ["ip", "packed"],
-        select(source_ip, records.c.source_ip_packed).where(this_report)
-        .group_by(source_ip, records.c.source_ip_packed).order_by(source_ip),
-    ).on_conflict_do_nothing(index_elements=[addresses.c.ip])
-
     messages = func.coalesce(records.c["count"], 0)
+    first_day, last_day = bindparam("first_day", type_=Date), bindparam("last_day", type_=Date)
+    # addresses first, in order (concurrent PostgreSQL writers then wait, never deadlock):
+    # new ones numbered, known ones' lifetime count and days widened
+    address_rows = insert(addresses).from_select(
+        ["ip", "packed", "messages", "first_day", "last_day"],
+        select(source_ip, records.c.source_ip_packed, func.sum(messages), first_day, last_day)
+        .where(this_report).group_by(source_ip, records.c.source_ip_packed).order_by(source_ip),
+    )
+    new_addresses = address_rows.on_conflict_do_update(
+        index_elements=[addresses.c.ip],
+        set_={"messages": addresses.c.messages + address_rows.excluded.messages,
+              "first_day": case((address_rows.excluded.first_day < addresses.c.first_day,
+                                 address_rows.excluded.first_day), else_=addresses.c.first_day),
+              "last_day": case((address_rows.excluded.last_day > addresses.c.last_day,
+                                address_rows.excluded.last_day), else_=addresses.c.last_day)})
+
     disposition = func.coalesce(records.c.disposition, "")
     dmarc = dmarc_result(records.c.dkim, records.c.spf)
     sums = (
@@ -75,8 +84,7 @@ def _statements(dialect: str) -> tuple[Executable, ...]:
         func.sum(case((records.c.spf == "pass", messages), else_=0)),
         func.sum(case((records.c.dkim == "pass", messages), else_=0)),
     )
-    fixed = (bindparam("first_day", type_=Date), bindparam("last_day", type_=Date),
-             bindparam("policy_domain", type_=String))
+    fixed = (first_day, last_day, bindparam("policy_domain", type_=String))
     totals = _upsert(dialect, table_of(DailyTotals),
                      ("first_day", "last_day", "policy_domain", "org_name_key", "disposition", "dmarc"),
                      select(*fixed, bindparam("org_name_key", type_=String), disposition, dmarc, *sums)
