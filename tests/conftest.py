@@ -26,6 +26,7 @@ from ingest.limits import UnpackLimits
 from ingest.pipeline import IngestPipeline
 
 if TYPE_CHECKING:
+    from tests.imap_server import DovecotServer
     from tests.live_server import LiveServer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -188,3 +189,44 @@ def live_server(database_url: str, tmp_path: Path) -> Iterator[LiveServer]:
 
     with run_server(database_url, tmp_path / "server") as server:
         yield server
+
+
+# -- Dovecot (IMAP) ----------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def dovecot() -> Iterator[DovecotServer]:
+    """A real Dovecot on loopback for the whole session (one per xdist worker): plain IMAP and
+    STARTTLS on `.port`, implicit TLS on `.tls_port` (trust `.ca_file`). Any user logs in with
+    password "secret"; take `dovecot.new_user()` for an empty mailbox of the test's own.
+    A test that calls `kill()` or `stop()` must `restart()` it before it ends."""
+    from tests.imap_server import DovecotError, DovecotServer
+
+    if not Path("/usr/lib/dovecot/imap").exists() and os.geteuid() != 0:
+        pytest.skip("Dovecot (dovecot-imapd) is not installed and cannot be installed without root "
+                    "(`make test` installs it)")
+    def two_ports() -> tuple[int, int]:
+        while (ports := (free_port(), free_port()))[0] == ports[1]:
+            pass
+        return ports
+
+    directory = service_dir("dovecot")
+    server = DovecotServer(directory, *two_ports())
+    try:
+        for attempt in range(3):
+            try:
+                server.start()
+                break
+            except DovecotError as exc:
+                # another worker may have taken a port between free_port() and bind()
+                if "Address already in use" not in str(exc) or attempt == 2:
+                    pytest.fail(f"could not start Dovecot: {exc}")
+                server.port, server.tls_port = two_ports()
+        yield server
+    finally:
+        # the mail is thrown away: SIGKILL is instant, a clean stop takes Dovecot a second
+        try:
+            server.kill()
+        except (DovecotError, OSError):
+            subprocess.run(["bash", str(SERVICES / "dovecot-stop.sh"), directory], check=False,
+                           capture_output=True)
+        shutil.rmtree(directory, ignore_errors=True)
