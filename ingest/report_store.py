@@ -12,12 +12,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from functools import cache
 
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql.expression import Executable
 
 from app.db import BEGIN_MODE
 from app.models import Original, Record, Report, ReportOrigin, table_of
@@ -31,6 +32,45 @@ from ingest.sniff import ContainerKind
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+# Statements run once or more per input are built once, with bind parameters: building a
+# statement with literal values costs more than running it (about 0.5 ms each on small inputs,
+# which is what a mailbox backlog is made of).
+_ORIGINALS, _REPORTS, _ORIGINS = table_of(Original), table_of(Report), table_of(ReportOrigin)
+_FINISH_ORIGINAL = (update(_ORIGINALS).where(_ORIGINALS.c.sha256 == bindparam("key"))
+                    .values({name: bindparam(name) for name in (
+                        "status", "error", "reports_new", "reports_duplicate", "reports_failed",
+                        "reports_deferred")}))
+_RETRIED_ORIGINAL = _FINISH_ORIGINAL.values(attempts=_ORIGINALS.c.attempts + 1)
+_REPORT_COLUMNS = ("identity_hash", "org_name", "org_name_key", "email", "extra_contact_info", "report_id",
+                   "policy_domain", "date_begin", "date_end", "errors", "generator", "version",
+                   "xml_namespace", "adkim", "aspf", "p", "sp", "np", "pct", "fo", "testing",
+                   "discovery_method", "repair_notes", "conflict_of_id", "original_sha256", "location",
+                   "ingested_at")
+_INSERT_REPORT = (_REPORTS.insert().values({name: bindparam(name, type_=_REPORTS.c[name].type)
+                                            for name in _REPORT_COLUMNS}).returning(_REPORTS.c.id))
+_COPIES = (select(_REPORTS.c.id, _REPORTS.c.content_digest)
+           .where(_REPORTS.c.identity_hash == bindparam("identity")).order_by(_REPORTS.c.id))
+_ORIGIN_EXISTS = select(_ORIGINS.c.report_id).where(
+    _ORIGINS.c.report_id == bindparam("report"), _ORIGINS.c.original_sha256 == bindparam("sha"),
+    _ORIGINS.c.location == bindparam("location"))
+_INSERT_ORIGIN = _ORIGINS.insert().values(report_id=bindparam("report"), original_sha256=bindparam("sha"),
+                                          location=bindparam("location"), received_at=bindparam("at"))
+_FINISH_REPORT = (update(_REPORTS).where(_REPORTS.c.id == bindparam("report"))
+                  .values(record_count=bindparam("records"), message_count=bindparam("messages"),
+                          repair_notes=bindparam("notes", type_=_REPORTS.c.repair_notes.type)))
+
+
+@cache
+def _note_original(dialect: str) -> Executable:
+    insert = (postgresql_insert if dialect == "postgresql" else sqlite_insert)(_ORIGINALS)
+    columns = ("sha256", "size", "container", "storage_path", "source", "first_seen_at", "last_seen_at",
+               "status")
+    return insert.values({name: bindparam(name, type_=_ORIGINALS.c[name].type) for name in columns}) \
+        .on_conflict_do_update(index_elements=[_ORIGINALS.c.sha256],
+                               set_={"receipts": _ORIGINALS.c.receipts + 1,
+                                     "last_seen_at": insert.excluded.last_seen_at})
 
 
 
@@ -55,27 +95,17 @@ class ReportStore:
         An upsert, so two uploads of the same file at the same moment cannot collide.
         """
         now = utcnow()
-        table = table_of(Original)
-        insert = (postgresql_insert if self.dialect == "postgresql" else sqlite_insert)(table)
-        statement = insert.values(
-            sha256=original.sha256, size=original.size, container=str(original.container),
-            storage_path=original.storage_path, source=source[:1024], first_seen_at=now,
-            last_seen_at=now, status="processing",
-        ).on_conflict_do_update(
-            index_elements=[table.c.sha256],
-            set_={"receipts": table.c.receipts + 1, "last_seen_at": now},
-        )
         with self.engine.begin() as conn:
-            conn.execute(statement)
+            conn.execute(_note_original(self.dialect), {
+                "sha256": original.sha256, "size": original.size, "container": str(original.container),
+                "storage_path": original.storage_path, "source": source[:1024], "first_seen_at": now,
+                "last_seen_at": now, "status": "processing"})
 
     def finish_original(self, sha256: str, status: str, error: str | None, counts: dict[str, int],
                         retry: bool = False) -> None:
-        table = table_of(Original)
-        values: dict[str, Any] = {"status": status, "error": error, **counts}
-        if retry:
-            values["attempts"] = table.c.attempts + 1
         with self.engine.begin() as conn:
-            conn.execute(update(table).where(table.c.sha256 == sha256).values(**values))
+            conn.execute(_RETRIED_ORIGINAL if retry else _FINISH_ORIGINAL,
+                         {"key": sha256, "status": status, "error": error, **counts})
 
     def originals_to_retry(self) -> list[tuple[StoredOriginal, str]]:
         """Every input that failed, partly failed or never finished, with its source name."""
@@ -112,42 +142,33 @@ class ReportTransaction:
         self._identity_hash = identity.hash
 
     def existing_copies(self) -> list[tuple[int, str | None]]:
-        table = table_of(Report)
-        rows = self.conn.execute(
-            select(table.c.id, table.c.content_digest)
-            .where(table.c.identity_hash == self._identity_hash).order_by(table.c.id))
+        rows = self.conn.execute(_COPIES, {"identity": self._identity_hash})
         return [(row[0], row[1]) for row in rows]
 
     def insert_report(self, header: ReportHeader, original_sha256: str, location: str,
                       conflict_of: int | None) -> int:
         policy = header.policy
-        table = table_of(Report)
-        result = self.conn.execute(table.insert().values(
-            identity_hash=self._identity_hash,
-            org_name=header.org_name, org_name_key=org_name_key(header.org_name),
-            email=header.email, extra_contact_info=header.extra_contact_info,
-            report_id=header.report_id, policy_domain=policy.domain,
-            date_begin=header.begin, date_end=header.end, errors=list(header.errors),
-            generator=header.generator, version=header.version, xml_namespace=header.xml_namespace,
-            adkim=policy.adkim, aspf=policy.aspf, p=policy.p, sp=policy.sp, np=policy.np,
-            pct=policy.pct, fo=policy.fo, testing=policy.testing,
-            discovery_method=policy.discovery_method, repair_notes=[],
-            conflict_of_id=conflict_of, original_sha256=original_sha256,
-            location=location, ingested_at=utcnow(),
-        ).returning(table.c.id))
+        result = self.conn.execute(_INSERT_REPORT, {
+            "identity_hash": self._identity_hash,
+            "org_name": header.org_name, "org_name_key": org_name_key(header.org_name),
+            "email": header.email, "extra_contact_info": header.extra_contact_info,
+            "report_id": header.report_id, "policy_domain": policy.domain,
+            "date_begin": header.begin, "date_end": header.end, "errors": list(header.errors),
+            "generator": header.generator, "version": header.version, "xml_namespace": header.xml_namespace,
+            "adkim": policy.adkim, "aspf": policy.aspf, "p": policy.p, "sp": policy.sp, "np": policy.np,
+            "pct": policy.pct, "fo": policy.fo, "testing": policy.testing,
+            "discovery_method": policy.discovery_method, "repair_notes": [],
+            "conflict_of_id": conflict_of, "original_sha256": original_sha256,
+            "location": location, "ingested_at": utcnow()})
         report_id = int(result.scalar_one())
-        self.add_origin(report_id, original_sha256, location)
+        self.add_origin(report_id, original_sha256, location, new_report=True)
         return report_id
 
-    def add_origin(self, report_id: int, original_sha256: str, location: str) -> None:
-        table = table_of(ReportOrigin)
-        exists = self.conn.execute(select(table.c.report_id).where(
-            table.c.report_id == report_id, table.c.original_sha256 == original_sha256,
-            table.c.location == location[:1024])).first()
-        if not exists:
-            self.conn.execute(table.insert().values(
-                report_id=report_id, original_sha256=original_sha256, location=location[:1024],
-                received_at=utcnow()))
+    def add_origin(self, report_id: int, original_sha256: str, location: str,
+                   new_report: bool = False) -> None:
+        values = {"report": report_id, "sha": original_sha256, "location": location[:1024]}
+        if new_report or not self.conn.execute(_ORIGIN_EXISTS, values).first():
+            self.conn.execute(_INSERT_ORIGIN, {**values, "at": utcnow()})
 
     def insert_batch(self, report_id: int, batch: RecordBatch) -> None:
         """Insert a batch's rows with the driver's own `executemany`.
@@ -165,9 +186,8 @@ class ReportTransaction:
 
     def finish_report(self, report_id: int, record_count: int, message_count: int,
                       notes: list[str]) -> None:
-        table = table_of(Report)
-        self.conn.execute(update(table).where(table.c.id == report_id).values(
-            record_count=record_count, message_count=message_count, repair_notes=notes))
+        self.conn.execute(_FINISH_REPORT, {"report": report_id, "records": record_count,
+                                           "messages": message_count, "notes": notes})
 
     def add_to_daily_totals(self, report_id: int, header: ReportHeader) -> None:
         daily_totals.add_report(self.conn, report_id, header.begin, header.end, header.policy.domain,
