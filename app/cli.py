@@ -21,6 +21,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from app.account_cli import token_cli, user_cli
 from app.db import SchemaNotReady, get_engine, require_current_schema, upgrade_database
 from app.settings import Settings, get_settings
+from ingest.collector_status import StatusBoard
+from ingest.imap_collector import Collector
 from ingest.pipeline import IngestPipeline, InputOutcome
 
 cli = typer.Typer(help="Rua: a self-hosted DMARC report collector.", no_args_is_help=True,
@@ -207,6 +209,62 @@ def serve(
     # logging is set up above; the app's middleware writes the access log, with request ids
     uvicorn.run("app.main:create_app", factory=True, host=host, port=port,
                 log_level=settings.log_level.lower(), log_config=None, access_log=False)
+
+
+def _collector(settings: Settings) -> Collector:
+    mailboxes = settings.all_mailboxes()
+    if not mailboxes:
+        _fail("no mailbox is configured: set RUA_IMAP_HOST, RUA_IMAP_USER and RUA_IMAP_PASSWORD, "
+              "or add [[mailboxes]] tables to the file RUA_CONFIG names")
+    pipeline = _pipeline(settings)
+    return Collector(mailboxes, pipeline, StatusBoard(pipeline.store.engine),
+                     workers=settings.ingest_workers())
+
+
+@cli.command()
+def poll(
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per mailbox.")] = False,
+) -> None:
+    """Make one pass over every configured mailbox and exit (for cron); exit 1 if one failed."""
+    from app.log_config import configure_logging
+
+    settings = _settings()
+    configure_logging(settings.log_level, settings.log_format)
+    results = _collector(settings).poll()
+    for result in results:
+        if as_json:
+            print(json.dumps({"mailbox": result.mailbox, "ok": result.ok, "archived": result.archived,
+                              "invalid": result.invalid, "deferred": result.deferred,
+                              "remaining": result.remaining, "error": result.error, "reason": result.reason}))
+        elif result.ok:
+            out.print(f"{result.mailbox}: {result.archived} archived, {result.invalid} invalid, "
+                      f"{result.deferred} deferred (failure/TLS, left in place)", highlight=False)
+        else:
+            err.print(f"[red]{result.mailbox}:[/red] {result.error} ({result.reason}); "
+                      f"{result.archived} archived before that", highlight=False)
+    if not all(result.ok for result in results):
+        raise typer.Exit(1)
+
+
+@cli.command()
+def collect() -> None:
+    """Collect from every configured mailbox until interrupted (IDLE, or polling)."""
+    import signal
+    import threading
+
+    from app.log_config import configure_logging
+
+    settings = _settings()
+    configure_logging(settings.log_level, settings.log_format)
+    collector = _collector(settings)
+    stopped = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopped.set())
+    collector.start()
+    err.print(f"collecting from {len(collector.mailboxes)} mailbox(es); Ctrl-C to stop", highlight=False)
+    while not stopped.wait(1.0):
+        pass
+    collector.stop()
 
 
 @db_cli.command("upgrade")

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 
 from app import __version__, problems
 from app.api.routes import (
+    collector,
     docs,
     domains,
     health,
@@ -22,6 +26,8 @@ from app.db import get_engine
 from app.metrics import Metrics
 from app.request_observer import RequestObserver
 from app.settings import Settings, get_settings
+from ingest.collector_status import StatusBoard
+from ingest.imap_collector import Collector
 from ingest.pipeline import IngestPipeline
 
 DESCRIPTION = """\
@@ -36,19 +42,39 @@ Errors are RFC 9457 problem documents (`application/problem+json`).
 """
 
 
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """`rua serve` collects from the configured mailboxes in background threads, beside the app:
+    a mailbox that fails (a wrong password, a server down) never stops the web app."""
+    settings: Settings = app.state.settings
+    mailboxes = settings.all_mailboxes() if settings.collect_in_serve else []
+    collector = None
+    if mailboxes:
+        collector = Collector(mailboxes, app.state.pipeline, app.state.collector_board,
+                              observe=app.state.metrics.observe_ingest, workers=settings.ingest_workers())
+        collector.start()
+    try:
+        yield
+    finally:
+        if collector is not None:
+            collector.stop()
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     # the stock docs pages load their scripts from a CDN; ours are served locally, behind auth
     app = FastAPI(title="Rua", version=__version__, description=DESCRIPTION,
-                  docs_url=None, redoc_url=None, openapi_url=None)
+                  docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.settings = settings
     app.state.engine = get_engine(settings.database_url)
     app.state.pipeline = IngestPipeline(app.state.engine, settings.data_dir, settings.unpack_limits)
     problems.install(app)
-    app.state.metrics = Metrics(app.state.engine)
+    collecting = settings.collect_in_serve and bool(settings.all_mailboxes())
+    app.state.collector_board = StatusBoard(app.state.engine) if collecting else None
+    app.state.metrics = Metrics(app.state.engine, app.state.collector_board)
     app.add_middleware(RequestObserver, metrics=app.state.metrics)
     for router in (health.router, reports.router, report_upload.router, records.router, summary.router,
-                   sources.router, domains.router, tokens.router, users.router,
+                   sources.router, domains.router, collector.router, tokens.router, users.router,
                    metrics.router, docs.router):
         app.include_router(router)
     return app

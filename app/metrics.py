@@ -16,12 +16,13 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.models import Original, Report
+from ingest.collector_status import StatusBoard, current_statuses
 from ingest.pipeline import InputOutcome
 
 log = logging.getLogger(__name__)
@@ -36,10 +37,12 @@ disable_created_metrics()  # type: ignore[no-untyped-call]
 
 
 class StoreCollector(Collector):
-    """Totals of the store, read with a few aggregate queries on every scrape."""
+    """Totals of the store, read with a few aggregate queries on every scrape, and the IMAP
+    collector's state per mailbox (whichever process collects)."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, board: StatusBoard | None = None) -> None:
         self.engine = engine
+        self.board = board
 
     def collect(self) -> Iterable[Metric]:
         up = GaugeMetricFamily("rua_database_up", "1 when the store answered this scrape's queries")
@@ -64,12 +67,39 @@ class StoreCollector(Collector):
         yield GaugeMetricFamily("rua_quarantined_inputs",
                                 "Inputs kept with status failed or partial, awaiting a retry or a look",
                                 value=quarantined)
+        yield from self._mailboxes()
+
+    def _mailboxes(self) -> Iterator[Metric]:
+        try:
+            statuses = current_statuses(self.engine, self.board)
+        except SQLAlchemyError:
+            return
+        labels = ["mailbox"]
+        backlog = GaugeMetricFamily("rua_collector_backlog", "Messages waiting in the mailbox at the "
+                                    "collector's last look", labels=labels)
+        success = GaugeMetricFamily("rua_collector_last_success_timestamp_seconds",
+                                    "When the mailbox was last drained completely", labels=labels)
+        failing = GaugeMetricFamily("rua_collector_failing", "1 from an error until the next complete "
+                                    "pass, with the error's reason code", labels=[*labels, "reason"])
+        messages = CounterMetricFamily("rua_collector_messages", "Messages handled, by outcome (archived, "
+                                       "invalid, deferred)", labels=[*labels, "outcome"])
+        for status in statuses:
+            if status.backlog is not None:
+                backlog.add_metric([status.name], status.backlog)
+            if status.last_success_at is not None:
+                success.add_metric([status.name], status.last_success_at.timestamp())
+            failing.add_metric([status.name, status.last_error_reason or ""],
+                               int(status.last_error is not None))
+            for outcome, value in (("archived", status.ingested), ("invalid", status.invalid),
+                                   ("deferred", status.deferred)):
+                messages.add_metric([status.name, outcome], value)
+        yield from (backlog, success, failing, messages)
 
 
 class Metrics:
     """One app's metrics and the registry they are exposed from."""
 
-    def __init__(self, engine: Engine | None = None) -> None:
+    def __init__(self, engine: Engine | None = None, board: StatusBoard | None = None) -> None:
         self.registry = CollectorRegistry()
         self.inputs = Counter("rua_inputs", "Inputs ingested, by outcome (ok, partial, failed, deferred)",
                               ["status"], registry=self.registry)
@@ -86,7 +116,7 @@ class Metrics:
                                        "Time to answer an HTTP request in full, by route template",
                                        ["method", "route"], buckets=LATENCY_BUCKETS, registry=self.registry)
         if engine is not None:
-            self.registry.register(StoreCollector(engine))
+            self.registry.register(StoreCollector(engine, board))
 
     def observe_ingest(self, outcome: InputOutcome) -> None:
         self.inputs.labels(outcome.status).inc()

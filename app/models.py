@@ -296,3 +296,26 @@ class DashboardUser(SQLModel, table=True):
     created_at: datetime
     password_changed_at: datetime
     disabled: bool = False
+
+
+# -- the IMAP collector ------------------------------------------------------------------------
+
+class CollectorMailbox(SQLModel, table=True):
+    """Each configured mailbox's collector state, written by whichever process collects
+    (`rua serve`, `rua collect`, `rua poll`), read by /api/v1/collector and /metrics."""
+
+    __tablename__ = "collector_mailbox"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=255, unique=True)
+    state: str = Field(max_length=16, description="connecting, draining, idle, waiting, backoff, stopped")
+    updated_at: datetime
+    last_success_at: datetime | None = Field(default=None, description="end of the last complete pass")
+    last_error: str | None = Field(default=None, max_length=2000)
+    last_error_reason: str | None = Field(default=None, max_length=32)
+    last_error_at: datetime | None = None
+    next_attempt_at: datetime | None = None
+    backlog: int | None = Field(default=None, description="messages waiting at the last look")
+    ingested: int = Field(default=0, sa_type=BigInteger, description="messages archived: stored or known")
+    invalid: int = Field(default=0, sa_type=BigInteger, description="messages moved to the invalid folder")
+    deferred: int = Field(default=0, sa_type=BigInteger, description="failure/TLS-only messages, left")

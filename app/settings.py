@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -15,7 +15,9 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from ingest.ingest_workers import IngestWorkers
 from ingest.limits import UnpackLimits
+from ingest.mailbox_config import MailboxConfig, TlsMode
 
 _DEFAULTS = UnpackLimits()
 
@@ -43,6 +45,29 @@ class Settings(BaseSettings):
     public_metrics: bool = Field(default=True, description="Serve /metrics without a token")
     public_docs: bool = Field(
         default=False, description="Serve /docs and /openapi.json without a token (trusted networks)")
+    # -- the IMAP collector: any number of [[mailboxes]] in the TOML file, and/or one mailbox
+    # set entirely from RUA_IMAP_* variables
+    mailboxes: list[MailboxConfig] = Field(default_factory=list,
+                                           description="[[mailboxes]] tables: see ingest.mailbox_config")
+    imap_host: str | None = Field(default=None, description="one mailbox from the environment: its server")
+    imap_port: int | None = Field(default=None, ge=1, le=65535)
+    imap_tls: TlsMode = "ssl"
+    imap_ca_file: Path | None = None
+    imap_user: str | None = None
+    imap_password: SecretStr | None = None
+    imap_password_file: Path | None = None
+    imap_folder: str = "INBOX"
+    imap_archive: str = "Archive"
+    imap_invalid: str = "Invalid"
+    imap_batch_size: int = Field(default=100, ge=1, le=10_000)
+    imap_poll_interval: float = Field(default=60.0, gt=0)
+    imap_idle: bool = True
+    collector_workers: int = Field(
+        default=0, ge=0, le=32,
+        description="processes that ingest a mailbox backlog in parallel; 0: one per core (at most 4), "
+                    "1: none, in the collector's own process")
+    collect_in_serve: bool = Field(
+        default=True, description="rua serve also runs the collector (turn off when `rua collect` runs)")
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = Field(
         default="text", description="json: one JSON object per line, for log collectors")
@@ -63,6 +88,34 @@ class Settings(BaseSettings):
                 raise ValueError(f"RUA_CONFIG names {config!r}, which is not a readable file")
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config))
         return tuple(sources)
+
+    @model_validator(mode="after")
+    def _check_mailboxes(self) -> Settings:
+        self.all_mailboxes()  # a wrong mailbox is a settings error at start, not at first use
+        return self
+
+    def all_mailboxes(self) -> list[MailboxConfig]:
+        """The [[mailboxes]] tables, then the one RUA_IMAP_HOST describes, if set."""
+        mailboxes = list(self.mailboxes)
+        if self.imap_host:
+            if not self.imap_user:
+                raise ValueError("RUA_IMAP_HOST is set but RUA_IMAP_USER is not")
+            mailboxes.append(MailboxConfig(
+                host=self.imap_host, port=self.imap_port, tls=self.imap_tls, ca_file=self.imap_ca_file,
+                user=self.imap_user, password=self.imap_password, password_file=self.imap_password_file,
+                folder=self.imap_folder, archive=self.imap_archive, invalid=self.imap_invalid,
+                batch_size=self.imap_batch_size, poll_interval=self.imap_poll_interval, idle=self.imap_idle))
+        names = [mailbox.label for mailbox in mailboxes]
+        if len(set(names)) != len(names):
+            raise ValueError(f"two mailboxes share a name: {names}; give each a distinct `name`")
+        return mailboxes
+
+    def ingest_workers(self) -> IngestWorkers | None:
+        """The collector's worker processes (started on first use), or None for in-process."""
+        count = self.collector_workers or min(4, os.cpu_count() or 1)
+        if count < 2:
+            return None
+        return IngestWorkers(self.database_url, self.data_dir, self.unpack_limits, count)
 
     @property
     def unpack_limits(self) -> UnpackLimits:
