@@ -39,6 +39,7 @@ test: system-deps $(STAMP) lint typecheck
 bench: $(STAMP)
 	$(BIN)/python bench/ingest_bench.py
 	$(BIN)/python bench/api_bench.py
+	$(BIN)/python bench/imap_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
