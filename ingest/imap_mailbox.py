@@ -96,13 +96,17 @@ class MailboxSession:
         except (IMAPClientError, imaplib.IMAP4.error) as exc:
             self.close()
             raise MailboxError("connect_failed", f"cannot log in to {where}: {_describe(exc)}") from exc
-        capabilities = {c.decode().upper() for c in client.capabilities()}
+        try:
+            with self._guard("select"):
+                capabilities = {c.decode().upper() for c in client.capabilities()}
+                self._ensure_folders()
+                selected = client.select_folder(config.folder)
+        except MailboxError:
+            self.close()  # no context manager will: the caller's `with` never got the session
+            raise
         self.can_move = "MOVE" in capabilities
         self.can_idle = "IDLE" in capabilities
         self.can_uid_expunge = "UIDPLUS" in capabilities
-        with self._guard("select"):
-            self._ensure_folders()
-            selected = client.select_folder(config.folder)
         permanent = {flag.decode() for flag in selected.get(b"PERMANENTFLAGS", ())}
         self.can_keyword = "\\*" in permanent or DEFERRED_KEYWORD in permanent
 

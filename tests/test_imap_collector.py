@@ -18,6 +18,7 @@ from sqlalchemy import Engine, text
 
 from ingest.collector_status import StatusBoard, stored_statuses
 from ingest.imap_collector import Collector, MailboxCollector
+from ingest.imap_mailbox import MailboxError, MailboxSession
 from ingest.ingest_workers import IngestWorkers
 from ingest.limits import UnpackLimits
 from ingest.mailbox_config import DEFERRED_KEYWORD, MailboxConfig
@@ -340,6 +341,10 @@ def test_clear_errors_and_no_crash(dovecot: DovecotServer, mailbox: Callable[...
     result = MailboxCollector(config, pipeline, StatusBoard(engine)).run_pass()
     assert not result.ok and result.reason == reason and words in (result.error or ""), result.error
     assert "Traceback" not in (result.error or "")
+    session = MailboxSession(config)
+    with pytest.raises(MailboxError) as raised:
+        session.open()
+    assert raised.value.reason == reason and session.client is None  # nothing left connected
     # collected for ever: retried with growing delays, and stopped cleanly
     board = StatusBoard(engine)
     collector = running(Collector([config], pipeline, board))
@@ -365,7 +370,6 @@ def test_tls_with_the_servers_ca(dovecot: DovecotServer, mailbox: Callable[..., 
 def test_backoff_grows_with_jitter_up_to_the_cap(mailbox: Callable[..., MailboxConfig],
                                                  pipeline: IngestPipeline, engine: Engine) -> None:
     from ingest.imap_collector import PassResult
-    from ingest.imap_mailbox import MailboxError
 
     random.seed(5)
     collector = MailboxCollector(mailbox(max_backoff=8), pipeline, StatusBoard(None))

@@ -8,6 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.config import JsonDict
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.deps import EngineDep, ReadAccess, SettingsDep
@@ -17,12 +18,15 @@ from ingest.collector_status import StatusBoard, current_statuses
 router = APIRouter(prefix="/api/v1/collector", tags=["collector"])
 
 
+_EXAMPLE: JsonDict = {
+    "name": "dmarc@example.com@imap.example.com/INBOX", "configured": True, "collected_here": True,
+    "state": "idle", "updated_at": "2026-11-28T10:00:05Z", "last_success_at": "2026-11-28T10:00:05Z",
+    "last_error": None, "last_error_reason": None, "last_error_at": None, "next_attempt_at": None,
+    "backlog": 0, "ingested": 5120, "invalid": 3, "deferred": 12}
+
+
 class MailboxState(BaseModel):
-    model_config = ConfigDict(from_attributes=True, json_schema_extra={"examples": [{
-        "name": "dmarc@example.com@imap.example.com/INBOX", "configured": True, "collected_here": True,
-        "state": "idle", "updated_at": "2026-11-28T10:00:05Z", "last_success_at": "2026-11-28T10:00:05Z",
-        "last_error": None, "last_error_reason": None, "last_error_at": None, "next_attempt_at": None,
-        "backlog": 0, "ingested": 5120, "invalid": 3, "deferred": 12}]})
+    model_config = ConfigDict(from_attributes=True, json_schema_extra={"examples": [_EXAMPLE]})
 
     name: str = Field(description="the mailbox's `name`, or user@host/folder")
     configured: bool = Field(description="in this server's settings (a stored state may outlive them)")
@@ -44,7 +48,10 @@ class MailboxState(BaseModel):
 
 
 class CollectorState(BaseModel):
-    mailboxes: list[MailboxState]
+    model_config = ConfigDict(json_schema_extra={"examples": [{"mailboxes": [_EXAMPLE]}]})
+
+    mailboxes: list[MailboxState] = Field(description="every configured mailbox, and any other whose "
+                                                      "state is stored")
 
 
 def get_board(request: Request) -> StatusBoard | None:
