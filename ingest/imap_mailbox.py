@@ -66,41 +66,12 @@ class MailboxSession:
         self.close()
 
     def open(self) -> None:
-        config = self.config
-        where = f"{config.host}:{config.effective_port}"
         try:
-            client = IMAPClient(config.host, port=config.effective_port, ssl=config.tls == "ssl",
-                                ssl_context=config.ssl_context() if config.tls == "ssl" else None,
-                                timeout=config.timeout)
-        except ssl.SSLCertVerificationError as exc:
-            raise MailboxError("tls_untrusted", f"the TLS certificate of {where} is not trusted "
-                               f"({exc.verify_message}); set ca_file to the CA that signed it") from exc
-        except (OSError, IMAPClientError, imaplib.IMAP4.error) as exc:
-            raise MailboxError("connect_failed", f"cannot connect to {where}: {_describe(exc)}") from exc
-        self.client = client
-        try:
-            if config.tls == "starttls":
-                client.starttls(config.ssl_context())
-            client.login(config.user, config.secret())
-        except ssl.SSLCertVerificationError as exc:
-            self.close()
-            raise MailboxError("tls_untrusted", f"the TLS certificate of {where} is not trusted "
-                               f"({exc.verify_message}); set ca_file to the CA that signed it") from exc
-        except LoginError as exc:
-            self.close()
-            raise MailboxError("login_failed", f"{where} refused the login of {config.user!r}: "
-                               f"{_describe(exc)}; check the user name and password") from exc
-        except OSError as exc:  # the password file, or the network
-            self.close()
-            raise MailboxError("connect_failed", f"cannot log in to {where}: {_describe(exc)}") from exc
-        except (IMAPClientError, imaplib.IMAP4.error) as exc:
-            self.close()
-            raise MailboxError("connect_failed", f"cannot log in to {where}: {_describe(exc)}") from exc
-        try:
+            client = self._logged_in()
             with self._guard("select"):
                 capabilities = {c.decode().upper() for c in client.capabilities()}
                 self._ensure_folders()
-                selected = client.select_folder(config.folder)
+                selected = client.select_folder(self.config.folder)
         except MailboxError:
             self.close()  # no context manager will: the caller's `with` never got the session
             raise
@@ -109,6 +80,27 @@ class MailboxSession:
         self.can_uid_expunge = "UIDPLUS" in capabilities
         permanent = {flag.decode() for flag in selected.get(b"PERMANENTFLAGS", ())}
         self.can_keyword = "\\*" in permanent or DEFERRED_KEYWORD in permanent
+
+    def _logged_in(self) -> IMAPClient:
+        config = self.config
+        where = f"{config.host}:{config.effective_port}"
+        try:
+            self.client = IMAPClient(config.host, port=config.effective_port, ssl=config.tls == "ssl",
+                                     ssl_context=config.ssl_context() if config.tls == "ssl" else None,
+                                     timeout=config.timeout)
+            if config.tls == "starttls":
+                self.client.starttls(config.ssl_context())
+            self.client.login(config.user, config.secret())
+        except ssl.SSLCertVerificationError as exc:
+            raise MailboxError("tls_untrusted", f"the TLS certificate of {where} is not trusted "
+                               f"({exc.verify_message}); set ca_file to the CA that signed it") from exc
+        except LoginError as exc:
+            raise MailboxError("login_failed", f"{where} refused the login of {config.user!r}: "
+                               f"{_describe(exc)}; check the user name and password") from exc
+        except (OSError, IMAPClientError, imaplib.IMAP4.error) as exc:  # the network, the password file
+            step = "connect to" if self.client is None else "log in to"
+            raise MailboxError("connect_failed", f"cannot {step} {where}: {_describe(exc)}") from exc
+        return self.client
 
     def _ensure_folders(self) -> None:
         assert self.client is not None
