@@ -13,20 +13,17 @@ or server error. Nothing is ever deleted from the server except by MOVE's own ex
 
 from __future__ import annotations
 
-import io
 import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy.exc import SQLAlchemyError
-
 from ingest.collector_status import StatusBoard
 from ingest.imap_mailbox import FETCH_BYTES, MailboxError, MailboxSession
-from ingest.ingest_workers import IngestWorkers, StoreFailure
+from ingest.ingest_workers import IngestWorkers, StoreFailure, ingest_one
 from ingest.mailbox_config import MailboxConfig
 from ingest.pipeline import IngestPipeline, InputOutcome
 
@@ -217,27 +214,27 @@ class MailboxCollector:
         """Each message through the pipeline: in the worker processes when there are several,
         else here, stopping at the first store failure (the rest would fail the same way)."""
         folder = self.config.folder
-        sources = [f"imap://{self.config.user}@{self.config.host}/{folder};UID={uid}" for uid, _ in messages]
+        inputs = [(body, f"imap://{self.config.user}@{self.config.host}/{folder};UID={uid}")
+                  for uid, body in messages]
+        results: Iterable[InputOutcome | StoreFailure]
         if self.workers is not None and len(messages) > 2:
-            results = self.workers.ingest([(body, source) for (_, body), source in zip(messages, sources,
-                                                                                      strict=True)])
-            for (uid, _), outcome in zip(messages, results, strict=True):
-                if isinstance(outcome, StoreFailure):
-                    yield uid, StoreUnavailable(f"the store cannot take message UID {uid}: "
-                                                f"{outcome.message}; it stays in {folder}")
-                else:
-                    self._observe(outcome)
-                    yield uid, outcome
-            return
-        for (uid, body), source in zip(messages, sources, strict=True):
-            try:
-                outcome = self.pipeline.ingest_stream(io.BytesIO(body), source)
-            except (SQLAlchemyError, OSError) as exc:
-                yield uid, StoreUnavailable(f"the store cannot take message UID {uid}: {type(exc).__name__}: "
-                                            f"{str(exc).splitlines()[0][:300]}; it stays in {folder}")
+            results = self.workers.ingest(inputs)
+        else:
+            results = self._ingest_here(inputs)
+        for (uid, _), outcome in zip(messages, results, strict=False):
+            if isinstance(outcome, StoreFailure):
+                yield uid, StoreUnavailable(f"the store cannot take message UID {uid}: "
+                                            f"{outcome.message}; it stays in {folder}")
+            else:
+                self._observe(outcome)
+                yield uid, outcome
+
+    def _ingest_here(self, inputs: list[tuple[bytes, str]]) -> Iterator[InputOutcome | StoreFailure]:
+        for body, source in inputs:
+            outcome = ingest_one(self.pipeline, body, source)
+            yield outcome
+            if isinstance(outcome, StoreFailure):
                 return
-            self._observe(outcome)
-            yield uid, outcome
 
     def _observe(self, outcome: InputOutcome) -> None:
         if self.observe is not None:

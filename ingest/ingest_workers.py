@@ -90,7 +90,14 @@ def _start(database_url: str, data_dir: str, limits: UnpackLimits) -> None:
 
 def _ingest(body: bytes, source: str) -> InputOutcome | StoreFailure:
     assert _pipeline is not None
+    return ingest_one(_pipeline, body, source)
+
+
+def ingest_one(pipeline: IngestPipeline, body: bytes, source: str) -> InputOutcome | StoreFailure:
+    """One input, with a failing store answered rather than raised (not every driver
+    exception survives pickling back from a worker)."""
     try:
-        return _pipeline.ingest_stream(io.BytesIO(body), source)
-    except (SQLAlchemyError, OSError) as exc:  # not every driver exception survives pickling
-        return StoreFailure(f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}")
+        return pipeline.ingest_stream(io.BytesIO(body), source)
+    except (SQLAlchemyError, OSError) as exc:
+        first_line = next(iter(str(exc).splitlines()), "")[:300]
+        return StoreFailure(f"{type(exc).__name__}: {first_line}")
