@@ -47,10 +47,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """`rua serve` collects from the configured mailboxes in background threads, beside the app:
     a mailbox that fails (a wrong password, a server down) never stops the web app."""
     settings: Settings = app.state.settings
-    mailboxes = settings.all_mailboxes() if settings.collect_in_serve else []
     collector = None
-    if mailboxes:
-        collector = Collector(mailboxes, app.state.pipeline, app.state.collector_board,
+    if app.state.collected_mailboxes:
+        collector = Collector(app.state.collected_mailboxes, app.state.pipeline, app.state.collector_board,
                               observe=app.state.metrics.observe_ingest, workers=settings.ingest_workers())
         collector.start()
     try:
@@ -69,8 +68,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = get_engine(settings.database_url)
     app.state.pipeline = IngestPipeline(app.state.engine, settings.data_dir, settings.unpack_limits)
     problems.install(app)
-    collecting = settings.collect_in_serve and bool(settings.all_mailboxes())
-    app.state.collector_board = StatusBoard(app.state.engine) if collecting else None
+    app.state.collected_mailboxes = settings.all_mailboxes() if settings.collect_in_serve else []
+    app.state.collector_board = StatusBoard(app.state.engine) if app.state.collected_mailboxes else None
     app.state.metrics = Metrics(app.state.engine, app.state.collector_board)
     app.add_middleware(RequestObserver, metrics=app.state.metrics)
     for router in (health.router, reports.router, report_upload.router, records.router, summary.router,
