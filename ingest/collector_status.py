@@ -116,8 +116,8 @@ def stored_statuses(engine: Engine) -> list[MailboxStatus]:
     with engine.connect() as conn:
         rows = conn.execute(select(TABLE).order_by(TABLE.c.name)).mappings().all()
     fields = {f.name for f in dataclasses.fields(MailboxStatus)}
-    return [MailboxStatus(**{key: _aware(value) for key, value in row.items() if key in fields})
-            for row in rows]
+    # the columns' type (sqlmodel's UTCDateTime) gives datetimes back in UTC, on SQLite too
+    return [MailboxStatus(**{key: value for key, value in row.items() if key in fields}) for row in rows]
 
 
 @cache
@@ -130,13 +130,6 @@ def _upsert(dialect: str) -> Executable:
         index_elements=[TABLE.c.name],
         set_={**{name: statement.excluded[name] for name in plain if name != "name"},
               **{name: TABLE.c[name] + statement.excluded[name] for name in COUNTERS}})
-
-
-def _aware(value: Any) -> Any:
-    """SQLite gives datetimes back without their zone; they were written in UTC."""
-    if isinstance(value, datetime) and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
 
 
 def current_statuses(engine: Engine, board: StatusBoard | None) -> list[MailboxStatus]:
