@@ -230,3 +230,43 @@ def dovecot() -> Iterator[DovecotServer]:
             subprocess.run(["bash", str(SERVICES / "dovecot-stop.sh"), directory], check=False,
                            capture_output=True)
         shutil.rmtree(directory, ignore_errors=True)
+
+
+# -- NSD (authoritative DNS) -------------------------------------------------------------------
+
+if TYPE_CHECKING:
+    from tests.dns_server import NsdServer
+
+
+@pytest.fixture(scope="session")
+def nsd() -> Iterator[NsdServer]:
+    """A real authoritative NSD on loopback for the whole session (one per xdist worker); give
+    `nsd.nameserver` ("127.0.0.1:PORT") to the resolver under test. The zones are shared by the
+    worker's tests: take `nsd.new_zone_name()`, `set_zone()` it, then `reload()` (it returns once
+    the change is served). A test that calls `kill()` or `stop()` must `restart()` it before it ends."""
+    from tests.dns_server import NsdError, NsdServer, free_dns_port, nsd_installed
+
+    if not nsd_installed() and os.geteuid() != 0:
+        pytest.skip("NSD (nsd) is not installed and cannot be installed without root "
+                    "(`make test` installs it)")
+    directory = service_dir("nsd")
+    server = NsdServer(directory, free_dns_port())
+    try:
+        for attempt in range(3):
+            try:
+                server.start()
+                break
+            except NsdError as exc:
+                # another worker may have taken the port between free_dns_port() and bind()
+                if "Address already in use" not in str(exc) or attempt == 2:
+                    pytest.fail(f"could not start NSD: {exc}")
+                server.port = free_dns_port()
+        yield server
+    finally:
+        # the zones are thrown away: no need for a clean stop
+        try:
+            server.kill()
+        except (NsdError, OSError):
+            subprocess.run(["bash", str(SERVICES / "nsd-stop.sh"), directory], check=False,
+                           capture_output=True)
+        shutil.rmtree(directory, ignore_errors=True)

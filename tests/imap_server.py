@@ -12,11 +12,8 @@ independent of the code under test.
 
 from __future__ import annotations
 
-import os
 import re
-import signal
 import ssl
-import subprocess
 import time
 import uuid
 from collections.abc import Iterable
@@ -24,7 +21,8 @@ from pathlib import Path
 
 from imapclient import IMAPClient
 
-SERVICES = Path(__file__).resolve().parent / "services"
+from tests.scripted_server import ScriptedServer
+
 PASSWORD = "secret"
 DEFAULT_USER = "dmarc"
 
@@ -35,8 +33,13 @@ class DovecotError(RuntimeError):
     """The start or stop script failed; the message ends with its output."""
 
 
-class DovecotServer:
+class DovecotServer(ScriptedServer):
     """One Dovecot instance whose whole state is in `directory` (a 0755 dir, see service_dir)."""
+
+    label = "Dovecot"
+    command_word = b"dovecot"
+    pid_file_name = "dovecot.pid"
+    error = DovecotError
 
     def __init__(self, directory: str | Path, port: int, tls_port: int, host: str = "127.0.0.1") -> None:
         self.directory = Path(directory)
@@ -65,48 +68,6 @@ class DovecotServer:
         """A clean shutdown: SIGTERM, then whatever is left of the instance is killed."""
         self._script("dovecot-stop.sh", str(self.directory))
         self.pid = None
-
-    def kill(self) -> None:
-        """A crash: SIGKILL every process of the instance at once (master, auth, imap, ...),
-        and wait until they are gone. Mail already stored stays; `restart()` brings it back."""
-        pid = self.pid or self._pid_from_file()
-        if pid is None or not _is_dovecot(pid):
-            self.pid = None
-            return
-        # the master calls setsid(): it leads the process group of the whole instance
-        if os.getpgid(pid) != pid or pid == os.getpgrp():
-            raise DovecotError(f"{pid} does not lead its own process group; refusing to kill it")
-        os.killpg(pid, signal.SIGKILL)
-        deadline = time.monotonic() + 10
-        while _group_members(pid) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        if _group_members(pid):
-            raise DovecotError(f"processes of Dovecot {pid} survived SIGKILL: {_group_members(pid)}")
-        self.pid = None
-
-    def restart(self) -> int:
-        """Stop if running (cleanly), then start on the same directory, ports and mail."""
-        if self.is_running():
-            self.stop()
-        return self.start()
-
-    def is_running(self) -> bool:
-        pid = self.pid or self._pid_from_file()
-        return pid is not None and _is_dovecot(pid)
-
-    def _pid_from_file(self) -> int | None:
-        try:
-            return int((self.directory / "dovecot.pid").read_text().strip())
-        except (OSError, ValueError):
-            return None
-
-    def _script(self, name: str, *args: str) -> str:
-        try:
-            done = subprocess.run(["bash", str(SERVICES / name), *args], check=True,
-                                  capture_output=True, text=True, timeout=600)
-        except subprocess.CalledProcessError as exc:
-            raise DovecotError(f"{name} failed ({exc.returncode}): {exc.stderr[-2000:]}") from exc
-        return done.stdout
 
     # -- clients ------------------------------------------------------------------------------
 
@@ -208,38 +169,3 @@ class DovecotServer:
             uids = imap.search("ALL")
             fetched = imap.fetch(uids, ["FLAGS"]) if uids else {}
             return {int(uid): set(data[b"FLAGS"]) - {b"\\Recent"} for uid, data in fetched.items()}
-
-
-def _proc_stat(pid: int) -> tuple[str, int] | None:
-    """(state, process group) of a process, from /proc; None if there is no such process."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat[stat.rindex(")") + 2:].split()  # the command name may hold spaces
-    return fields[0], int(fields[2])
-
-
-def _alive(pid: int) -> bool:
-    """True for a running process; false for a zombie (this sandbox's PID 1 reaps late)."""
-    stat = _proc_stat(pid)
-    return stat is not None and stat[0] != "Z"
-
-
-def _is_dovecot(pid: int) -> bool:
-    """A living Dovecot master (a PID file may outlive its process, and PIDs are reused)."""
-    try:
-        return _alive(pid) and b"dovecot" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-
-
-def _group_members(pgid: int) -> list[int]:
-    """Living (non-zombie) processes in process group `pgid`."""
-    members = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            stat = _proc_stat(int(entry))
-            if stat is not None and stat[1] == pgid and stat[0] != "Z":
-                members.append(int(entry))
-    return members
