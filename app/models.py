@@ -97,6 +97,8 @@ class Report(SQLModel, table=True):
     original_sha256: str = Field(foreign_key="original.sha256", max_length=64)
     location: str = Field(description="where in the input the report was found")
     ingested_at: datetime
+    verdicts_at: datetime | None = Field(default=None, index=True,
+                                         description="when its records were last judged; None: due")
 
 
 class ReportOrigin(SQLModel, table=True):
@@ -319,3 +321,64 @@ class CollectorMailbox(SQLModel, table=True):
     ingested: int = Field(default=0, sa_type=BigInteger, description="messages archived: stored or known")
     invalid: int = Field(default=0, sa_type=BigInteger, description="messages moved to the invalid folder")
     deferred: int = Field(default=0, sa_type=BigInteger, description="failure/TLS-only messages, left")
+
+
+# -- DNS history and recomputed verdicts -------------------------------------------------------
+
+class DnsSnapshot(SQLModel, table=True):
+    """One validity interval of one (name, type): see ingest.dns_history for the rules."""
+
+    __tablename__ = "dns_snapshot"
+    __table_args__ = (Index("ix_dns_snapshot_name", "name", "rdtype", "first_seen"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=255)
+    rdtype: str = Field(max_length=8)
+    outcome: str = Field(max_length=16, description="answer, nxdomain, nodata, servfail or timeout")
+    records: list[str] = Field(default_factory=list, sa_column=Column(JsonColumn, nullable=False))
+    ttl: int | None = None
+    first_seen: datetime
+    last_seen: datetime
+    checks: int = Field(default=1, description="how many lookups gave this same answer")
+
+
+class RecordVerdict(SQLModel, table=True):
+    """Rua's own verdict on a record, against the DNS of the report's dates, beside the
+    reporter's; rewritten whenever the record is recomputed."""
+
+    __tablename__ = "record_verdict"
+    __table_args__ = (
+        ForeignKeyConstraint(["report_id", "record_no"],
+                             ["aggregate_record.report_id", "aggregate_record.record_no"],
+                             ondelete="CASCADE"),
+    )
+
+    report_id: int = Field(primary_key=True)
+    record_no: int = Field(primary_key=True)
+    record_class: str = Field(max_length=24, description="aligned, forwarded, forwarding_failure, "
+                                                         "misconfigured or unauthorised")
+    dmarc: str = Field(max_length=16, description="pass, fail or temperror, recomputed")
+    spf_aligned: bool = Field(description="an SPF pass for a domain aligned with header_from")
+    dkim_aligned: bool = Field(description="a DKIM pass for a domain aligned with header_from")
+    spf_result: str | None = Field(default=None, max_length=16,
+                                   description="source_ip against the envelope domain's SPF, from snapshots")
+    own_spf_result: str | None = Field(default=None, max_length=16,
+                                       description="source_ip against the header_from domain's SPF")
+    dkim: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JsonColumn, nullable=False))
+    reasons: list[str] = Field(default_factory=list, sa_column=Column(JsonColumn, nullable=False))
+    org_domain: str | None = Field(default=None, max_length=255)
+    discovery_method: str = Field(max_length=16, description="psl or treewalk")
+    dns_as_of: datetime = Field(description="the instant whose DNS the record was judged against")
+    computed_at: datetime
+
+
+class ReportClassTotals(SQLModel, table=True):
+    """Messages and records of each class in a report, written with its verdicts, so summaries
+    by class read a few rows per report instead of every record."""
+
+    __tablename__ = "report_class_totals"
+
+    report_id: int = Field(foreign_key="aggregate_report.id", primary_key=True, ondelete="CASCADE")
+    record_class: str = Field(max_length=24, primary_key=True)
+    messages: int = Field(default=0, sa_type=BigInteger)
+    records: int = 0

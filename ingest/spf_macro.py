@@ -48,6 +48,12 @@ class MacroString:
     the two ways a domain-spec may end (§7.1)."""
 
     @property
+    def literal(self) -> str | None:
+        """The expanded text when it holds no macro letter, so it names one fixed domain (the
+        escapes %%, %_ and %- are already expanded in `parts`)."""
+        return "".join(self.parts) if all(isinstance(part, str) for part in self.parts) else None  # type: ignore[arg-type]
+
+    @property
     def literal_tail(self) -> str:
         """The literal text after the last macro-expand: where a domain-spec's top label is."""
         if self.ends_in_macro or not self.parts or not isinstance(self.parts[-1], str):
