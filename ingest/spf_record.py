@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import lru_cache
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_network
 
 from ingest.spf_macro import MacroString, MacroSyntaxError, parse_macro_string
@@ -83,7 +84,10 @@ def select_record(texts: tuple[str, ...]) -> str | None:
     return found[0] if found else None
 
 
+@lru_cache(maxsize=4096)
 def parse_record(text: str) -> SpfRecord:
+    """Memoised: recomputation evaluates the same few records for many thousands of addresses,
+    and a parsed record is immutable."""
     if not is_spf_record(text):
         raise SpfSyntaxError(f"not an SPF record: {text!r}")
     if any(not " " <= char <= "~" for char in text):
