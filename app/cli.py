@@ -20,6 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app.account_cli import token_cli, user_cli
 from app.db import SchemaNotReady, get_engine, require_current_schema, upgrade_database
+from app.dns_cli import align, dns_cli, spf_cli
 from app.settings import Settings, get_settings
 from ingest.collector_status import StatusBoard
 from ingest.imap_collector import Collector
@@ -31,6 +32,9 @@ db_cli = typer.Typer(help="Database schema management.", no_args_is_help=True)
 cli.add_typer(db_cli, name="db")
 cli.add_typer(token_cli, name="token")
 cli.add_typer(user_cli, name="user")
+cli.add_typer(spf_cli, name="spf")
+cli.add_typer(dns_cli, name="dns")
+cli.command()(align)
 
 err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)

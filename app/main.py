@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from fastapi import FastAPI
 
@@ -27,6 +28,7 @@ from app.metrics import Metrics
 from app.request_observer import RequestObserver
 from app.settings import Settings, get_settings
 from ingest.collector_status import StatusBoard
+from ingest.dns_watch import DnsWatcher
 from ingest.imap_collector import Collector
 from ingest.pipeline import IngestPipeline
 
@@ -44,19 +46,27 @@ Errors are RFC 9457 problem documents (`application/problem+json`).
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """`rua serve` collects from the configured mailboxes in background threads, beside the app:
-    a mailbox that fails (a wrong password, a server down) never stops the web app."""
+    """`rua serve` collects from the configured mailboxes in background threads, beside the app,
+    and keeps the DNS history and the verdicts current in another: a mailbox that fails (a wrong
+    password, a server down) or a dead DNS never stops the web app."""
     settings: Settings = app.state.settings
     collector = None
     if app.state.collected_mailboxes:
         collector = Collector(app.state.collected_mailboxes, app.state.pipeline, app.state.collector_board,
                               observe=app.state.metrics.observe_ingest, workers=settings.ingest_workers())
         collector.start()
+    watcher = None
+    if settings.dns_in_serve:
+        watcher = DnsWatcher(app.state.engine, settings.live_resolver(), settings.configured_domains(),
+                             timedelta(seconds=settings.dns_snapshot_interval))
+        watcher.start()
     try:
         yield
     finally:
         if collector is not None:
             collector.stop()
+        if watcher is not None:
+            watcher.stop()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -15,6 +15,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from ingest.dns_resolver import LiveResolver, parse_nameservers
 from ingest.ingest_workers import IngestWorkers
 from ingest.limits import UnpackLimits
 from ingest.mailbox_config import MailboxConfig, TlsMode
@@ -68,6 +69,18 @@ class Settings(BaseSettings):
                     "1: none, in the collector's own process")
     collect_in_serve: bool = Field(
         default=True, description="rua serve also runs the collector (turn off when `rua collect` runs)")
+    # -- DNS: snapshots of the records live now, the history recomputation judges against
+    dns_nameservers: str = Field(
+        default="", description="comma-separated `host` or `host:port` ([v6]:port); empty: the system's")
+    dns_timeout: float = Field(default=2.0, gt=0, description="seconds for one attempt at one server")
+    dns_lifetime: float = Field(default=5.0, gt=0, description="seconds for a whole query, retries included")
+    dns_snapshot_interval: float = Field(
+        default=6 * 3600.0, ge=60, description="seconds between snapshots of a known domain (6 hours)")
+    dns_in_serve: bool = Field(
+        default=True, description="rua serve also snapshots DNS and judges new records in the background")
+    domains: str | list[str] = Field(
+        default="", description="domains to snapshot besides those seen in reports: comma-separated, "
+                                 "or a list in the TOML file")
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = Field(
         default="text", description="json: one JSON object per line, for log collectors")
@@ -116,6 +129,22 @@ class Settings(BaseSettings):
         if count < 2:
             return None
         return IngestWorkers(self.database_url, self.data_dir, self.unpack_limits, count)
+
+    @model_validator(mode="after")
+    def _check_dns(self) -> Settings:
+        self.nameservers()  # a mistyped server is a settings error at start
+        return self
+
+    def nameservers(self) -> list[str]:
+        return [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+                for host, port in parse_nameservers(self.dns_nameservers)]
+
+    def configured_domains(self) -> list[str]:
+        items = self.domains.split(",") if isinstance(self.domains, str) else self.domains
+        return sorted({item.strip().lower().rstrip(".") for item in items if item.strip()})
+
+    def live_resolver(self) -> LiveResolver:
+        return LiveResolver(self.nameservers() or None, timeout=self.dns_timeout, lifetime=self.dns_lifetime)
 
     @property
     def unpack_limits(self) -> UnpackLimits:

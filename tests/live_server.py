@@ -65,7 +65,7 @@ def run_server(database_url: str, workdir: Path, env: dict[str, str] | None = No
     workdir.mkdir(parents=True, exist_ok=True)
     data_dir = workdir / "serve-data"
     environment = {key: value for key, value in os.environ.items() if not key.startswith("RUA_")}
-    environment.update(RUA_DATABASE_URL=database_url, RUA_DATA_DIR=str(data_dir))
+    environment.update(RUA_DATABASE_URL=database_url, RUA_DATA_DIR=str(data_dir), RUA_DNS_IN_SERVE="false")
     environment.update(env or {})
     log_path = workdir / f"serve-{port}.log"
     log = open(log_path, "wb")

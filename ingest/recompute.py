@@ -1,0 +1,226 @@
+"""The alignment stage: judge stored records against the DNS history and store the verdicts.
+
+It runs over what ingest stored, never inside ingest, so a slow or dead DNS cannot slow the
+intake. A report is due while its `verdicts_at` is empty: new reports are, and reports whose
+domain's DNS history changed are made due again (`mark_due`). The history is loaded once per
+run and kept in memory; reports are read, judged and written in batches, each batch in one
+transaction that replaces the batch's verdicts whole.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import multiprocessing
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, func, or_, select, update
+from sqlalchemy.engine import Connection
+
+from app.db import BEGIN_MODE
+from app.models import (
+    Record,
+    RecordDkimResult,
+    RecordSpfResult,
+    Report,
+    table_of,
+)
+from ingest.dns_snapshot_store import SNAPSHOTS, load_history
+from ingest.record_verdict import RecordJudge, ReportPolicy, Verdict
+from ingest.verdict_rows import StoredRecord, VerdictWriter, read_records
+
+log = logging.getLogger(__name__)
+
+REPORTS = table_of(Report)
+RECORDS = table_of(Record)
+DKIM = table_of(RecordDkimResult)
+SPF = table_of(RecordSpfResult)
+MAX_PASSES = 3
+BATCH_RECORDS = 20_000
+"""Records judged and written per transaction: large enough to amortise each statement,
+small enough that memory stays flat and concurrent ingest is not held up for long."""
+
+
+@dataclass(slots=True)
+class RecomputeStats:
+    reports: int = 0
+    records: int = 0
+    seconds: float = 0.0
+
+    @property
+    def records_per_second(self) -> float:
+        return self.records / self.seconds if self.seconds else 0.0
+
+
+def recompute(engine: Engine, *, everything: bool = False, domains: Sequence[str] | None = None,
+              batch_records: int = BATCH_RECORDS, workers: int = 1,
+              progress: Callable[[RecomputeStats], None] | None = None) -> RecomputeStats:
+    """Judge due reports (or all with `everything`), optionally only those of `domains`;
+    with `workers` > 1, that many processes share the reports (by id), each with its own copy
+    of the history: judging is CPU work, and the batches' writes interleave.
+
+    If the DNS history grows while this runs (a snapshot taken by another process), the reports
+    this run judged are judged once more against the new history, so none keeps verdicts on
+    DNS that had already changed when it was written.
+    """
+    if workers > 1:
+        return _in_processes(engine, everything, domains, batch_records, workers)
+    return _recompute_share(engine, everything, domains, batch_records, progress)
+
+
+def _recompute_share(engine: Engine, everything: bool, domains: Sequence[str] | None, batch_records: int,
+                     progress: Callable[[RecomputeStats], None] | None, share: tuple[int, int] = (0, 1)
+                     ) -> RecomputeStats:
+    started = time.perf_counter()
+    stats = RecomputeStats()
+    condition: list[Any] = [] if everything else [REPORTS.c.verdicts_at.is_(None)]
+    if domains:
+        condition.append(REPORTS.c.policy_domain.in_([domain.lower() for domain in domains]))
+    mine = [REPORTS.c.id % share[1] == share[0]] if share[1] > 1 else []
+    condition += mine
+    with _collector_paused():
+        for _ in range(MAX_PASSES):
+            run_started = datetime.now(UTC)
+            with engine.connect() as conn:
+                history_mark = _history_mark(conn)
+                judge = RecordJudge(load_history(conn))
+            _run(engine, judge, condition, batch_records, stats, started, progress)
+            with engine.connect() as conn:
+                if _history_mark(conn) == history_mark:
+                    break
+            log.info("DNS history changed while judging; judging this run's reports again")
+            condition = [REPORTS.c.verdicts_at >= run_started, *mine]
+    stats.seconds = time.perf_counter() - started
+    return stats
+
+
+def _in_processes(engine: Engine, everything: bool, domains: Sequence[str] | None, batch_records: int,
+                  workers: int) -> RecomputeStats:
+    started = time.perf_counter()
+    url = engine.url.render_as_string(hide_password=False)
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(workers) as pool:
+        shares = pool.starmap(_worker, [(url, everything, list(domains or ()), batch_records,
+                                         (share, workers)) for share in range(workers)])
+    return RecomputeStats(reports=sum(s.reports for s in shares), records=sum(s.records for s in shares),
+                          seconds=time.perf_counter() - started)
+
+
+def _worker(url: str, everything: bool, domains: list[str], batch_records: int,
+            share: tuple[int, int]) -> RecomputeStats:
+    from app.db import create_db_engine
+
+    engine = create_db_engine(url)
+    try:
+        return _recompute_share(engine, everything, domains or None, batch_records, None, share)
+    finally:
+        engine.dispose()
+
+
+def _run(engine: Engine, judge: RecordJudge, condition: list[Any], batch_records: int, stats: RecomputeStats,
+         started: float, progress: Callable[[RecomputeStats], None] | None) -> None:
+    """One pass: each batch read in a read transaction, judged, then written in a write
+    transaction of its own (SQLite: taken up front), so ingest is never held up for the
+    judging, and a writer that came between cannot make the write fail."""
+    after = 0
+    writer: VerdictWriter | None = None
+    while True:
+        with engine.connect() as conn:
+            ids = _next_batch(conn, condition, after, batch_records)
+            if not ids:
+                return
+            policies, stored = _read_batch(conn, ids)
+        after = ids[-1]
+        rows, totals = _judge_batch(judge, policies, stored)
+        with engine.connect().execution_options(**{BEGIN_MODE: "IMMEDIATE"}) as conn, conn.begin():
+            writer = writer or VerdictWriter(conn)
+            computed_at = datetime.now(UTC)
+            writer.replace(conn, ids, rows, totals, computed_at)
+            conn.execute(update(REPORTS).where(REPORTS.c.id.in_(ids)).values(verdicts_at=computed_at))
+        stats.records += len(rows)
+        stats.reports += len(ids)
+        stats.seconds = time.perf_counter() - started
+        if progress:
+            progress(stats)
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off for the run: judging builds millions of small
+    acyclic tuples, which reference counting frees, and with the collector on the repeated
+    scans of the growing memo tables took 40% of the time. Restored on the way out."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _history_mark(conn: Connection) -> tuple[Any, ...]:
+    return tuple(conn.execute(select(func.count(), func.max(SNAPSHOTS.c.last_seen))).one())
+
+
+def _next_batch(conn: Connection, condition: list[Any], after: int, batch_records: int) -> list[int]:
+    """The next reports after `after` holding about `batch_records` records (at least one report)."""
+    ids: list[int] = []
+    total = 0
+    for report_id, record_count in conn.execute(
+            select(REPORTS.c.id, REPORTS.c.record_count).where(REPORTS.c.id > after, *condition)
+            .order_by(REPORTS.c.id).limit(5000)):
+        if ids and total + record_count > batch_records:
+            break
+        ids.append(report_id)
+        total += record_count
+    return ids
+
+
+def mark_due(conn: Connection, domains: Iterable[str] = (), dkim_keys: Iterable[tuple[str, str]] = ()) -> int:
+    """Make the reports that a DNS change can affect due again: those of the changed domains
+    (their policy domain) and those with a signature by a changed (d=, selector) key."""
+    touched = 0
+    names = sorted({domain.lower() for domain in domains})
+    if names:
+        touched += conn.execute(update(REPORTS).where(REPORTS.c.policy_domain.in_(names))
+                                .values(verdicts_at=None)).rowcount
+    keys = sorted(set(dkim_keys))
+    for start in range(0, len(keys), 200):
+        chunk = keys[start:start + 200]
+        signed = select(DKIM.c.report_id).where(or_(*(
+            (DKIM.c.domain == domain) & (DKIM.c.selector == selector) for domain, selector in chunk)))
+        touched += conn.execute(update(REPORTS).where(REPORTS.c.id.in_(signed))
+                                .values(verdicts_at=None)).rowcount
+    return touched
+
+
+def _read_batch(conn: Connection, ids: list[int]) -> tuple[list[ReportPolicy], dict[int, list[StoredRecord]]]:
+    policies = [ReportPolicy(row.id, row.policy_domain, row.p, row.adkim, row.aspf, row.discovery_method,
+                             row.date_begin, row.date_end, row.ingested_at)
+                for row in conn.execute(select(
+                    REPORTS.c.id, REPORTS.c.policy_domain, REPORTS.c.p, REPORTS.c.adkim, REPORTS.c.aspf,
+                    REPORTS.c.discovery_method, REPORTS.c.date_begin, REPORTS.c.date_end,
+                    REPORTS.c.ingested_at).where(REPORTS.c.id.in_(ids)))]
+    return policies, read_records(conn, ids)
+
+
+def _judge_batch(judge: RecordJudge, policies: list[ReportPolicy], stored: dict[int, list[StoredRecord]]
+                 ) -> tuple[list[tuple[int, int, Verdict, datetime]], list[tuple[int, str, int, int]]]:
+    rows: list[tuple[int, int, Verdict, datetime]] = []
+    totals: dict[tuple[int, str], list[int]] = {}
+    for policy in policies:
+        records = stored.get(policy.report_id, [])
+        as_of = policy.judged_at
+        verdicts = judge.judge_report(policy, [facts for _, _, facts in records])
+        for (record_no, count, _), verdict in zip(records, verdicts, strict=True):
+            rows.append((policy.report_id, record_no, verdict, as_of))
+            tally = totals.setdefault((policy.report_id, verdict.record_class), [0, 0])
+            tally[0] += count or 0
+            tally[1] += 1
+    return rows, [(report_id, str(record_class), messages, number)
+                  for (report_id, record_class), (messages, number) in totals.items()]

@@ -1,0 +1,139 @@
+"""Reading records for judging and writing their verdicts, in bulk, through the DB-API cursor.
+
+Recomputation moves a million rows each way; SQLAlchemy's per-row result and parameter
+processing cost more than the judging itself, so this module speaks plain SQL to the cursor
+of the connection's own transaction. Column values that need conversion (JSON, aware
+datetimes) are converted with the column types' own bind processors, once per distinct value:
+verdicts repeat, so their serialised form is cached.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Table
+from sqlalchemy.engine import Connection
+
+from app.models import (
+    Record,
+    RecordDkimResult,
+    RecordReason,
+    RecordSpfResult,
+    RecordVerdict,
+    ReportClassTotals,
+)
+from app.models import table_of as _table_of
+from ingest.record_verdict import DkimAuth, RecordFacts, SpfAuth, Verdict
+
+VERDICTS = _table_of(RecordVerdict)
+CLASS_TOTALS = _table_of(ReportClassTotals)
+VERDICT_COLUMNS = ("report_id", "record_no", "record_class", "dmarc", "spf_aligned", "dkim_aligned",
+                   "spf_result", "own_spf_result", "dkim", "reasons", "org_domain", "discovery_method",
+                   "dns_as_of", "computed_at")
+TOTAL_COLUMNS = ("report_id", "record_class", "messages", "records")
+
+StoredRecord = tuple[int, int | None, RecordFacts]
+"""(record_no, count, facts)"""
+
+
+def _in_list(ids: Sequence[int]) -> str:
+    return ",".join(str(int(value)) for value in ids)
+
+
+def _fetch(conn: Connection, sql: str) -> list[tuple[Any, ...]]:
+    cursor = conn.connection.cursor()
+    try:
+        cursor.execute(sql)
+        return list(cursor.fetchall())
+    finally:
+        cursor.close()
+
+
+def read_records(conn: Connection, ids: Sequence[int]) -> dict[int, list[StoredRecord]]:
+    """Every record of the reports `ids`, with its auth results and override reasons."""
+    where = f"WHERE report_id IN ({_in_list(ids)})"
+    dkim: dict[tuple[int, int], list[DkimAuth]] = defaultdict(list)
+    for row in _fetch(conn, (
+            f"SELECT report_id, record_no, domain, selector, result FROM {_table_of(RecordDkimResult)} "
+            f"{where} ORDER BY report_id, record_no, seq")):
+        dkim[row[:2]].append(DkimAuth(row[2], row[3], row[4]))
+    spf: dict[tuple[int, int], list[SpfAuth]] = defaultdict(list)
+    for row in _fetch(conn, (
+            f"SELECT report_id, record_no, domain, scope, result FROM {_table_of(RecordSpfResult)} "
+            f"{where} ORDER BY report_id, record_no, seq")):
+        spf[row[:2]].append(SpfAuth(row[2], row[3], row[4]))
+    reasons: dict[tuple[int, int], list[str]] = defaultdict(list)
+    for report_id, record_no, kind in _fetch(conn, (
+            f"SELECT report_id, record_no, type FROM {_table_of(RecordReason)} {where} "
+            f"ORDER BY report_id, record_no, seq")):
+        if kind:
+            reasons[(report_id, record_no)].append(kind)
+    records: dict[int, list[StoredRecord]] = defaultdict(list)
+    for report_id, record_no, source_ip, header_from, envelope_from, policy_dkim, policy_spf, count in _fetch(
+            conn, (f"SELECT report_id, record_no, source_ip, header_from, envelope_from, dkim, spf, count "
+                   f"FROM {_table_of(Record)} {where} ORDER BY report_id, record_no")):
+        key = (report_id, record_no)
+        records[report_id].append((record_no, count, RecordFacts(
+            source_ip, header_from, envelope_from, policy_dkim, policy_spf, tuple(dkim.get(key, ())),
+            tuple(spf.get(key, ())), tuple(reasons.get(key, ())))))
+    return records
+
+
+class VerdictWriter:
+    """Replaces the verdicts and class totals of a batch of reports; one per run (it caches
+    the stored form of each distinct verdict)."""
+
+    def __init__(self, conn: Connection) -> None:
+        dialect = conn.dialect
+        self._marker = "?" if dialect.paramstyle in ("qmark", "numeric") else "%s"
+        self._json = _processor(VERDICTS, "dkim", conn)
+        self._moment = _processor(VERDICTS, "dns_as_of", conn)
+        self._moments: dict[datetime, Any] = {}
+        self._stored: dict[int, tuple[Verdict, tuple[Any, ...]]] = {}
+
+    def replace(self, conn: Connection, ids: Sequence[int],
+                rows: Iterable[tuple[int, int, Verdict, datetime]],
+                totals: Iterable[tuple[int, str, int, int]], computed_at: datetime) -> None:
+        """`rows`: (report_id, record_no, verdict, dns_as_of); `totals`: class totals rows."""
+        listed = _in_list(ids)
+        computed = self._when(computed_at)
+        values = [(report_id, record_no, *self._verdict(verdict), self._when(as_of), computed)
+                  for report_id, record_no, verdict, as_of in rows]
+        cursor = conn.connection.cursor()
+        try:
+            cursor.execute(f"DELETE FROM {VERDICTS.name} WHERE report_id IN ({listed})")
+            cursor.execute(f"DELETE FROM {CLASS_TOTALS.name} WHERE report_id IN ({listed})")
+            if values:
+                cursor.executemany(self._insert(VERDICTS.name, VERDICT_COLUMNS), values)
+            cursor.executemany(self._insert(CLASS_TOTALS.name, TOTAL_COLUMNS), list(totals))
+        finally:
+            cursor.close()
+
+    def _insert(self, table: str, columns: Sequence[str]) -> str:
+        markers = ", ".join([self._marker] * len(columns))
+        return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({markers})"
+
+    def _verdict(self, verdict: Verdict) -> tuple[Any, ...]:
+        stored = self._stored.get(id(verdict))
+        if stored is None:
+            dkim = [{"domain": s.domain, "selector": s.selector, "result": s.result, "aligned": s.aligned,
+                     "key_state": s.key_state} for s in verdict.signatures]
+            stored = self._stored[id(verdict)] = (verdict, (
+                str(verdict.record_class), verdict.dmarc, verdict.spf_aligned, verdict.dkim_aligned,
+                verdict.spf_result, verdict.own_spf_result, self._json(dkim),
+                self._json(list(verdict.reasons)), verdict.org_domain, verdict.discovery_method))
+        return stored[1]
+
+    def _when(self, moment: datetime) -> Any:
+        if moment not in self._moments:
+            self._moments[moment] = self._moment(moment)
+        return self._moments[moment]
+
+
+def _processor(table: Table, column: str, conn: Connection) -> Callable[[Any], Any]:
+    kind = table.c[column].type.dialect_impl(conn.dialect)
+    process = kind.bind_processor(conn.dialect)
+    return process if process is not None else (lambda value: value)
