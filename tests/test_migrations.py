@@ -32,7 +32,8 @@ from tests.conftest import REPO, drop_postgres_database
 
 APP_TABLES = {"original", "aggregate_report", "report_origin", "aggregate_record", "record_reason",
               "record_dkim_result", "record_spf_result", "daily_totals", "daily_source_totals", "api_token",
-              "dashboard_user", "source_address", "collector_mailbox"}
+              "dashboard_user", "source_address", "collector_mailbox", "dns_snapshot", "record_verdict",
+              "report_class_totals"}
 
 
 def pending_diff(engine: Engine) -> list[object]:

@@ -29,8 +29,7 @@ def upgrade() -> None:
     sa.Column('checks', sa.Integer(), nullable=False),
     sa.PrimaryKeyConstraint('id')
     )
-    with op.batch_alter_table('dns_snapshot', schema=None) as batch_op:
-        batch_op.create_index('ix_dns_snapshot_name', ['name', 'rdtype', 'first_seen'], unique=False)
+    op.create_index('ix_dns_snapshot_name', 'dns_snapshot', ['name', 'rdtype', 'first_seen'], unique=False)
 
     op.create_table('record_verdict',
     sa.Column('report_id', sa.Integer(), nullable=False),
@@ -58,20 +57,16 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['report_id'], ['aggregate_report.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('report_id', 'record_class')
     )
-    with op.batch_alter_table('aggregate_report', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('verdicts_at', sa.DateTime(timezone=True), nullable=True))
-        batch_op.create_index(batch_op.f('ix_aggregate_report_verdicts_at'), ['verdicts_at'], unique=False)
-
-
+    # plain ALTER TABLE: a batch copy of aggregate_report would cascade-delete what refers to it
+    op.add_column('aggregate_report', sa.Column('verdicts_at', sa.DateTime(timezone=True), nullable=True))
+    op.create_index('ix_aggregate_report_verdicts_at', 'aggregate_report', ['verdicts_at'], unique=False)
 
 def downgrade() -> None:
-    with op.batch_alter_table('aggregate_report', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_aggregate_report_verdicts_at'))
-        batch_op.drop_column('verdicts_at')
+    # plain ALTER TABLE (SQLite 3.35+), for the same reason
+    op.drop_index('ix_aggregate_report_verdicts_at', table_name='aggregate_report')
+    op.drop_column('aggregate_report', 'verdicts_at')
 
     op.drop_table('report_class_totals')
     op.drop_table('record_verdict')
-    with op.batch_alter_table('dns_snapshot', schema=None) as batch_op:
-        batch_op.drop_index('ix_dns_snapshot_name')
-
+    op.drop_index('ix_dns_snapshot_name', table_name='dns_snapshot')
     op.drop_table('dns_snapshot')
