@@ -15,7 +15,8 @@ import pytest
 
 from ingest.dns_resolver import LiveResolver
 from ingest.dns_source import DnsAnswer, DnsOutcome
-from tests.dns_server import SERVICES, NsdError, NsdServer, txt, unreachable_nameserver
+from tests.dns_server import NsdError, NsdServer, txt, unreachable_nameserver
+from tests.scripted_server import SERVICES
 
 TIMEOUT, LIFETIME = 0.3, 0.6
 
