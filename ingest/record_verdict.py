@@ -36,8 +36,8 @@ from ingest.dns_history import DnsHistory, HistorySource
 from ingest.dns_source import DnsOutcome, domain_name
 from ingest.org_domain import DiscoveryMethod, psl_org_domain, tree_walk
 from ingest.record_class import ClassEvidence, RecordClass, classify
-from ingest.spf_compiled import CompiledSpf, compile_spf
-from ingest.spf_evaluator import ClientAddress, check_host, client_address, usable_domain
+from ingest.spf_compiled import CompiledSpf, client_number, compile_spf
+from ingest.spf_evaluator import check_host, client_address, usable_domain
 from ingest.spf_record import Verdict as SpfVerdict
 
 PROBLEM_KEY_STATES = {DkimKeyState.MISSING, DkimKeyState.REVOKED, DkimKeyState.MALFORMED,
@@ -136,6 +136,7 @@ class RecordJudge:
     def __init__(self, history: DnsHistory) -> None:
         self.history = history
         self._spf: dict[tuple[str, str, int], _Looked] = {}
+        self._usable: dict[str, bool] = {}
         self._trees: dict[tuple[str, int, int], tuple[CompiledSpf | None, _Looked]] = {}
         self._keys: dict[tuple[str, int], tuple[DkimKeyState, _Looked]] = {}
         self._walks: dict[tuple[str, int], _Looked] = {}
@@ -270,35 +271,36 @@ class RecordJudge:
         return walked
 
     def _spf_result(self, ip: str | None, domain: str | None, source: HistorySource, epoch: int) -> _Looked:
-        if not ip or not domain or not usable_domain(domain):
+        if not ip or not domain:
+            return _Looked(None)
+        if domain not in self._usable:
+            self._usable[domain] = usable_domain(domain)
+        if not self._usable[domain]:
             return _Looked(None)
         if not self.history.has(domain, "TXT"):
             return _Looked(None, missing=True)
         key = (ip, domain, epoch)
         found = self._spf.get(key)
         if found is None:
-            try:
-                address = client_address(ip)
-            except ValueError:  # not an address
-                found = _Looked(None)
-            else:
-                found = self._spf[key] = self._evaluate_spf(address, domain, source, epoch)
+            number = client_number(ip)
+            found = self._spf[key] = _Looked(None) if number is None else \
+                self._evaluate_spf(ip, number, domain, source, epoch)
         return found
 
-    def _evaluate_spf(self, address: ClientAddress, domain: str, source: HistorySource,
+    def _evaluate_spf(self, ip: str, number: tuple[int, int], domain: str, source: HistorySource,
                       epoch: int) -> _Looked:
         """From the domain's compiled tree when it compiles, else one RFC 7208 evaluation."""
-        tree_key = (domain, epoch, address.version)
+        tree_key = (domain, epoch, number[0])
         if tree_key not in self._trees:
             probe = self.history.source_at(source.at)
-            tree = compile_spf(domain, probe, address.version)
+            tree = compile_spf(domain, probe, number[0])
             self._trees[tree_key] = (tree, self._spf_flags(domain, probe))
         tree, flags = self._trees[tree_key]
         if tree is not None:
-            result = tree.result(address)
+            result = tree.result(*number)
             return flags._replace(value=str(result), failed=result is SpfVerdict.TEMPERROR)
         probe = self.history.source_at(source.at)
-        result = check_host(probe, address, domain, f"postmaster@{domain}").result
+        result = check_host(probe, client_address(ip), domain, f"postmaster@{domain}").result
         return self._spf_flags(domain, probe)._replace(
             value=str(result), failed=any(interval.answer().failed for interval in probe.used.values()))
 

@@ -15,8 +15,9 @@ entry), because check_host only meets them if no earlier term matched.
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_network
+from ipaddress import IPv4Network, IPv6Network, ip_network
 
 from ingest.dns_source import DnsOutcome, DnsSource, RecordType, domain_name, parse_mx
 from ingest.spf_evaluator import MAX_DNS_TERMS, MAX_MX_NAMES, MAX_VOID_LOOKUPS, usable_domain
@@ -24,7 +25,7 @@ from ingest.spf_macro import MacroString
 from ingest.spf_record import SpfSyntaxError, Verdict, parse_record, select_record
 
 Network = IPv4Network | IPv6Network
-Address = IPv4Address | IPv6Address
+_V4_MAPPED = bytes(10) + b"\xff\xff"
 
 
 class _NotCompilable(Exception):
@@ -40,24 +41,45 @@ class CompiledSpf:
     constant: Verdict | None = None
     """Set when the level ends before any mechanism: none, temperror or permerror."""
 
-    def result(self, ip: Address) -> Verdict:
+    def result(self, version: int, ip: int) -> Verdict:
+        """The result for the client address `ip` (as an integer) of IP `version`."""
         if self.constant is not None:
             return self.constant
         for kind, payload, verdict in self.entries:
             if kind == "net":
-                if any(ip in network for network in payload):  # type: ignore[attr-defined]
-                    return verdict
+                for family, low, high in payload:  # type: ignore[attr-defined]
+                    if family == version and low <= ip <= high:
+                        return verdict
             elif kind == "all":
                 return verdict
             elif kind == "include":
-                inner: Verdict = payload.result(ip)  # type: ignore[attr-defined]
+                inner: Verdict = payload.result(version, ip)  # type: ignore[attr-defined]
                 if inner is Verdict.PASS:
                     return verdict
                 if inner in (Verdict.TEMPERROR, Verdict.PERMERROR):
                     return inner
             else:  # stop: DNS trouble or a broken include, met only when reached
                 return payload  # type: ignore[return-value]
-        return self.redirect.result(ip) if self.redirect is not None else Verdict.NEUTRAL
+        return self.redirect.result(version, ip) if self.redirect is not None else Verdict.NEUTRAL
+
+
+def client_number(ip: str) -> tuple[int, int] | None:
+    """(IP version, address as an integer), an IPv4-mapped IPv6 address taken as IPv4 (RFC 7208
+    §5); None when `ip` is not an address. inet_pton is ten times quicker than ipaddress here."""
+    try:
+        if ":" not in ip:
+            return 4, int.from_bytes(socket.inet_pton(socket.AF_INET, ip), "big")
+        packed = socket.inet_pton(socket.AF_INET6, ip)
+    except OSError:
+        return None
+    if packed[:12] == _V4_MAPPED:
+        return 4, int.from_bytes(packed[12:], "big")
+    return 6, int.from_bytes(packed, "big")
+
+
+def _ranges(networks: list[Network] | tuple[Network, ...]) -> tuple[tuple[int, int, int], ...]:
+    return tuple((network.version, int(network.network_address), int(network.broadcast_address))
+                 for network in networks)
 
 
 def compile_spf(domain: str, source: DnsSource, version: int) -> CompiledSpf | None:
@@ -94,7 +116,7 @@ def _level(domain: str, source: DnsSource, address_type: RecordType, counts: lis
         if mechanism.kind == "all":
             level.entries.append(("all", None, mechanism.verdict))
         elif mechanism.network is not None:
-            level.entries.append(("net", (mechanism.network,), mechanism.verdict))
+            level.entries.append(("net", _ranges((mechanism.network,)), mechanism.verdict))
         elif mechanism.kind in ("a", "mx", "include"):
             counts[0] += 1
             target = _target(mechanism.target, domain)
@@ -147,7 +169,7 @@ def _hosts(kind: str, target: str, cidr4: int, cidr6: int, verdict: Verdict, sou
                 networks.append(ip_network(f"{text}/{prefix}", strict=False))
             except ValueError:
                 continue
-        entries.append(("net", tuple(networks), verdict))
+        entries.append(("net", _ranges(networks), verdict))
     return entries
 
 
