@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from app import __version__, problems
 from app.api.routes import (
     collector,
+    dns,
     docs,
     domains,
     health,
@@ -83,7 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = Metrics(app.state.engine, app.state.collector_board)
     app.add_middleware(RequestObserver, metrics=app.state.metrics)
     for router in (health.router, reports.router, report_upload.router, records.router, summary.router,
-                   sources.router, domains.router, collector.router, tokens.router, users.router,
+                   sources.router, domains.router, dns.router, collector.router, tokens.router, users.router,
                    metrics.router, docs.router):
         app.include_router(router)
     return app

@@ -17,7 +17,16 @@ from typing import Annotated, Literal
 from fastapi import Query
 from sqlalchemy import ColumnElement, Table, and_, exists, or_, select
 
-from app.models import UNDATED, DailySourceTotals, DailyTotals, Record, Report, SourceAddress, table_of
+from app.models import (
+    UNDATED,
+    DailySourceTotals,
+    DailyTotals,
+    Record,
+    RecordVerdict,
+    Report,
+    SourceAddress,
+    table_of,
+)
 from app.problems import Problem
 from ingest.aggregate_normaliser import packed_address
 from ingest.daily_totals import dmarc_result
@@ -32,6 +41,8 @@ RECORDS = table_of(Record)
 TOTALS = table_of(DailyTotals)
 SOURCE_TOTALS = table_of(DailySourceTotals)
 ADDRESSES = table_of(SourceAddress)
+VERDICTS = table_of(RecordVerdict)
+RecordClassName = Literal["aligned", "forwarded", "forwarding_failure", "misconfigured", "unauthorised"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,22 +76,23 @@ class RecordFilter:
     networks: tuple[IPNetwork, ...] = ()
     dispositions: tuple[str, ...] = ()
     dmarc: str | None = None
+    classes: tuple[str, ...] = ()
 
     # -- which table can answer ----------------------------------------------------------------
 
     @property
     def has_record_filters(self) -> bool:
-        return bool(self.header_from or self.networks or self.dispositions or self.dmarc)
+        return bool(self.header_from or self.networks or self.dispositions or self.dmarc or self.classes)
 
     @property
     def totals_answer(self) -> bool:
         """daily_totals is keyed by domain, days, reporter, disposition and DMARC result."""
-        return self.window.whole_days and not self.header_from and not self.networks
+        return self.window.whole_days and not self.header_from and not self.networks and not self.classes
 
     @property
     def source_totals_answer(self) -> bool:
         """daily_source_totals is keyed by domain, days, source address, disposition and result."""
-        return self.window.whole_days and not self.header_from and not self.org_keys
+        return self.window.whole_days and not self.header_from and not self.org_keys and not self.classes
 
     # -- conditions ----------------------------------------------------------------------------
 
@@ -109,6 +121,12 @@ class RecordFilter:
             conditions.append(RECORDS.c.disposition.in_(self.dispositions))
         if self.dmarc:
             conditions.append(dmarc_result(RECORDS.c.dkim, RECORDS.c.spf) == self.dmarc)
+        if self.classes:
+            # an alias: a query that also joins the verdicts must not have this one correlated away
+            verdict = VERDICTS.alias("class_verdict")
+            conditions.append(exists().where(verdict.c.report_id == RECORDS.c.report_id,
+                                             verdict.c.record_no == RECORDS.c.record_no,
+                                             verdict.c.record_class.in_(self.classes)))
         return conditions
 
     def totals_conditions(self, table: Table) -> list[ColumnElement[bool]]:
@@ -206,6 +224,9 @@ def record_filter(
     dmarc: Annotated[Literal["pass", "fail"] | None, Query(
         description="DMARC result as the receiver evaluated it: pass when aligned SPF or DKIM passed.")]
     = None,
+    record_class: Annotated[list[RecordClassName] | None, Query(
+        alias="class", description="Rua's class of the record (repeat for several); records not judged "
+                                   "yet match none.")] = None,
 ) -> RecordFilter:
     window = Window(parse_moment(since, "since") if since else None,
                     parse_moment(until, "until", end_of_day=True) if until else None)
@@ -219,6 +240,7 @@ def record_filter(
         networks=tuple(parse_network(value) for value in source_ip or ()),
         dispositions=tuple(dict.fromkeys(disposition or ())),
         dmarc=dmarc,
+        classes=tuple(dict.fromkeys(record_class or ())),
     )
 
 

@@ -7,6 +7,7 @@ millions match. Exports walk the same order in keyset pages so memory stays flat
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -15,13 +16,14 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, Table, and_, func, or_, select, tuple_
 from sqlalchemy.engine import Connection
 
-from app.models import RecordDkimResult, RecordReason, RecordSpfResult, table_of
+from app.models import RecordDkimResult, RecordReason, RecordSpfResult, RecordVerdict, table_of
 from app.record_filter import RECORDS, REPORTS, TOTALS, RecordFilter
 from ingest.daily_totals import dmarc_result
 
 REASONS = table_of(RecordReason)
 DKIM_RESULTS = table_of(RecordDkimResult)
 SPF_RESULTS = table_of(RecordSpfResult)
+VERDICTS = table_of(RecordVerdict)
 
 RECORD_FIELDS = ("source_ip", "count", "disposition", "dkim", "spf", "header_from", "envelope_from",
                  "envelope_to")
@@ -47,6 +49,7 @@ class RecordRow:
     reasons: list[dict[str, Any]] = field(default_factory=list)
     dkim_results: list[dict[str, Any]] = field(default_factory=list)
     spf_results: list[dict[str, Any]] = field(default_factory=list)
+    verdict: dict[str, Any] | None = None
 
 
 def _base(flt: RecordFilter) -> Select[Any]:
@@ -98,7 +101,7 @@ def all_records(conn: Connection, flt: RecordFilter, page: int = 5000) -> Iterat
 
 
 def with_results(conn: Connection, rows: list[RecordRow]) -> list[RecordRow]:
-    """Attach reasons and DKIM/SPF results to a page of records (three queries in all)."""
+    """Attach reasons, DKIM/SPF results and Rua's verdict to a page of records (four queries)."""
     if not rows:
         return rows
     by_key = {(row.report_id, row.record_no): row for row in rows}
@@ -112,6 +115,8 @@ def with_results(conn: Connection, rows: list[RecordRow]) -> list[RecordRow]:
                                  .where(_keys_condition(table, keys))
                                  .order_by(table.c.report_id, table.c.record_no, table.c.seq)):
             getattr(by_key[(part[0], part[1])], attribute).append(dict(zip(columns, part[2:], strict=True)))
+    for verdict in conn.execute(select(VERDICTS).where(_keys_condition(VERDICTS, keys))):
+        by_key[(verdict.report_id, verdict.record_no)].verdict = verdict_json(verdict)
     return rows
 
 
@@ -125,3 +130,13 @@ def _keys_condition(table: Table, keys: Sequence[tuple[int, int]]) -> ColumnElem
 
 def _row(row: Any) -> RecordRow:
     return RecordRow(**row._mapping)
+
+
+def verdict_json(row: Any) -> dict[str, Any]:
+    """A stored verdict as the API shows it."""
+    dkim = row.dkim if not isinstance(row.dkim, str) else json.loads(row.dkim)
+    return {"class": row.record_class, "dmarc": row.dmarc, "spf_aligned": row.spf_aligned,
+            "dkim_aligned": row.dkim_aligned, "spf_result": row.spf_result,
+            "own_spf_result": row.own_spf_result, "dkim": dkim, "reasons": row.reasons,
+            "org_domain": row.org_domain, "discovery_method": row.discovery_method,
+            "dns_as_of": row.dns_as_of}

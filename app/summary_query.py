@@ -17,12 +17,13 @@ from typing import Any
 from sqlalchemy import Row, Table, case, func, select
 from sqlalchemy.engine import Connection
 
-from app.models import UNDATED
-from app.record_filter import RECORDS, REPORTS, SOURCE_TOTALS, TOTALS, RecordFilter
+from app.models import UNDATED, ReportClassTotals, table_of
+from app.record_filter import RECORDS, REPORTS, SOURCE_TOTALS, TOTALS, VERDICTS, RecordFilter
 from app.report_query import count_reports
 from ingest.daily_totals import dmarc_result, report_days
 
 DISPOSITIONS = ("none", "quarantine", "reject")
+CLASS_TOTALS = table_of(ReportClassTotals)
 
 DayRow = tuple[date, str, str, int, int, int, int]
 """first_day, disposition, dmarc, messages, records, spf_aligned_pass, dkim_aligned_pass"""
@@ -57,6 +58,9 @@ class Summary:
     total: Tally
     days: dict[date, Tally]
     answered_from: str
+    classes: dict[str, int] = field(default_factory=dict)
+    """Messages of each class of Rua's verdicts (records not judged yet are in none)."""
+    day_classes: dict[date, dict[str, int]] = field(default_factory=dict)
 
 
 def summarise(conn: Connection, flt: RecordFilter) -> Summary:
@@ -71,7 +75,35 @@ def summarise(conn: Connection, flt: RecordFilter) -> Summary:
         day = max(first_day, since_day) if since_day else first_day
         days.setdefault(day, Tally()).add(disposition, dmarc, messages, records, spf, dkim)
     reports = count_reports(conn, flt, conflicting_copies=False)
-    return Summary(reports, total, dict(sorted(days.items())), answered_from)
+    summary = Summary(reports, total, dict(sorted(days.items())), answered_from)
+    for first_day, record_class, messages in class_rows(conn, flt):
+        summary.classes[record_class] = summary.classes.get(record_class, 0) + messages
+        if first_day == UNDATED:
+            continue
+        day = max(first_day, since_day) if since_day else first_day
+        per_day = summary.day_classes.setdefault(day, {})
+        per_day[record_class] = per_day.get(record_class, 0) + messages
+    return summary
+
+
+def class_rows(conn: Connection, flt: RecordFilter) -> Iterator[tuple[date, str, int]]:
+    """(first day, class, messages) per report: from the per-report class totals when only
+    report-level filters apply, else from the verdicts of the matching records."""
+    if flt.has_record_filters:
+        messages = func.coalesce(RECORDS.c["count"], 0)
+        query = (select(REPORTS.c.date_begin, REPORTS.c.date_end, VERDICTS.c.record_class, func.sum(messages))
+                 .select_from(RECORDS.join(REPORTS, RECORDS.c.report_id == REPORTS.c.id).join(
+                     VERDICTS, (VERDICTS.c.report_id == RECORDS.c.report_id)
+                     & (VERDICTS.c.record_no == RECORDS.c.record_no)))
+                 .where(*flt.analysed_reports(), *flt.record_conditions())
+                 .group_by(REPORTS.c.id, REPORTS.c.date_begin, REPORTS.c.date_end, VERDICTS.c.record_class))
+    else:
+        query = (select(REPORTS.c.date_begin, REPORTS.c.date_end, CLASS_TOTALS.c.record_class,
+                        CLASS_TOTALS.c.messages)
+                 .select_from(CLASS_TOTALS.join(REPORTS, CLASS_TOTALS.c.report_id == REPORTS.c.id))
+                 .where(*flt.analysed_reports()))
+    for begin, end, record_class, messages in conn.execute(query):
+        yield report_days(begin, end)[0], record_class, int(messages or 0)
 
 
 def day_rows(conn: Connection, flt: RecordFilter) -> tuple[Iterable[DayRow], str]:

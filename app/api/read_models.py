@@ -59,7 +59,42 @@ RECORD_EXAMPLE: dict[str, Any] = {
     "dkim_results": [{"domain": "example.com", "selector": "s1", "result": "pass", "human_result": None}],
     "spf_results": [{"domain": "bounces.example.com", "scope": "mfrom", "result": "pass",
                      "human_result": None}],
+    "verdict": {"class": "aligned", "dmarc": "pass", "spf_aligned": True, "dkim_aligned": True,
+                "spf_result": "pass", "own_spf_result": "pass",
+                "dkim": [{"domain": "example.com", "selector": "s1", "result": "pass", "aligned": True,
+                          "key_state": "present"}],
+                "reasons": [], "org_domain": "example.com", "discovery_method": "psl",
+                "dns_as_of": "2026-11-01T12:00:00Z"},
 }
+
+
+class SignatureVerdict(BaseModel):
+    domain: str | None
+    selector: str | None
+    result: str | None = Field(description="as the reporter saw it")
+    aligned: bool = Field(description="d= aligned with header_from under the report's adkim")
+    key_state: str = Field(description="the key at the time: present, revoked, missing, malformed, weak "
+                                       "or unknown")
+
+
+class Verdict(BaseModel):
+    """Rua's own judgement of the record against the DNS of the report's dates."""
+
+    class_: str = Field(alias="class", description="aligned, forwarded, forwarding_failure, misconfigured "
+                                                   "or unauthorised")
+    dmarc: str = Field(description="pass, fail or temperror, recomputed")
+    spf_aligned: bool
+    dkim_aligned: bool
+    spf_result: str | None = Field(description="source_ip against the envelope domain's SPF of the time")
+    own_spf_result: str | None = Field(description="source_ip against the header_from domain's SPF")
+    dkim: list[SignatureVerdict]
+    reasons: list[str] = Field(description="reason codes: where Rua and the reporter disagree, or what "
+                                           "in DNS explains a failure")
+    org_domain: str | None
+    discovery_method: str = Field(description="psl or treewalk, from the report")
+    dns_as_of: datetime = Field(description="the instant whose DNS the record was judged against")
+
+    model_config = {"populate_by_name": True, "serialize_by_alias": True}
 
 
 class RecordItem(BaseModel):
@@ -85,6 +120,7 @@ class RecordItem(BaseModel):
     reasons: list[Reason] = Field(description="policy overrides the receiver applied")
     dkim_results: list[DkimResult] = Field(description="each DKIM signature, unaligned results included")
     spf_results: list[SpfResult]
+    verdict: Verdict | None = Field(description="Rua's verdict; null until the record has been judged")
 
 
 class RecordPage(Page[RecordItem]):
@@ -219,10 +255,31 @@ _VOLUME = {"messages": 57, "records": 3, "dmarc_pass": 45, "dmarc_fail": 12, "dm
            "dispositions": {"none": 50, "quarantine": 7, "reject": 0, "unknown": 0}}
 
 
+class ClassVolume(BaseModel):
+    """Messages by the class of Rua's verdict; `pending`: records not judged yet."""
+
+    aligned: int = 0
+    forwarded: int = 0
+    forwarding_failure: int = 0
+    misconfigured: int = 0
+    unauthorised: int = 0
+    pending: int = 0
+
+    @classmethod
+    def of(cls, classes: dict[str, int], messages: int) -> ClassVolume:
+        known = {name: classes.get(name, 0) for name in cls.model_fields if name != "pending"}
+        return cls(**known, pending=max(0, messages - sum(known.values())))
+
+
+_CLASSES = {"aligned": 40, "forwarded": 5, "forwarding_failure": 2, "misconfigured": 0, "unauthorised": 10,
+            "pending": 0}
+
+
 class DayVolume(Volume):
-    model_config = _example({"day": "2026-11-01", **_VOLUME})
+    model_config = _example({"day": "2026-11-01", **_VOLUME, "classes": _CLASSES})
 
     day: date = Field(description="a report counts on its first day (or the window's first day)")
+    classes: ClassVolume
 
 
 class Window(BaseModel):
@@ -232,10 +289,12 @@ class Window(BaseModel):
 
 class SummaryOut(Volume):
     model_config = _example({"window": {"since": _WHEN, "until": "2026-12-01T00:00:00Z"}, "reports": 1,
-                             **_VOLUME, "days": [{"day": "2026-11-01", **_VOLUME}]})
+                             **_VOLUME, "classes": _CLASSES,
+                             "days": [{"day": "2026-11-01", **_VOLUME, "classes": _CLASSES}]})
 
     window: Window
     reports: int = Field(description="reports with a matching record (conflicting copies left out)")
+    classes: ClassVolume
     days: list[DayVolume]
 
 

@@ -17,7 +17,7 @@ router = APIRouter(prefix="/api/v1/records", tags=["records"], responses=problem
 
 CSV_COLUMNS = ("report_id", "record_no", "org_name", "policy_domain", "date_begin", "date_end", "source_ip",
                "count", "disposition", "dkim", "spf", "dmarc", "header_from", "envelope_from", "envelope_to",
-               "reasons", "dkim_results", "spf_results")
+               "reasons", "dkim_results", "spf_results", "class", "verdict_dmarc", "verdict_reasons")
 
 
 @router.get("", response_model=RecordPage, responses=CSV_RESPONSE)
@@ -52,4 +52,6 @@ def _csv_row(row: RecordRow) -> list[Any]:
                             for r in row.reasons))
     values.append("; ".join(f"{r['domain']}/{r['selector'] or ''}={r['result']}" for r in row.dkim_results))
     values.append("; ".join(f"{r['domain']}({r['scope'] or ''})={r['result']}" for r in row.spf_results))
+    verdict = row.verdict or {}
+    values += [verdict.get("class"), verdict.get("dmarc"), "; ".join(verdict.get("reasons") or ())]
     return values

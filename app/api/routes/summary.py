@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from app.api.csv_export import CSV_RESPONSE, csv_response, wants_csv
-from app.api.read_models import DayVolume, SummaryOut, Volume, Window
+from app.api.read_models import ClassVolume, DayVolume, SummaryOut, Volume, Window
 from app.deps import EngineDep, FormatParam, ReadAccess, RecordFilterDep
 from app.problems import problem_responses
 from app.summary_query import summarise
@@ -16,7 +16,8 @@ router = APIRouter(prefix="/api/v1/summary", tags=["analytics"], responses=probl
 
 CSV_COLUMNS = ("day", "messages", "records", "dmarc_pass", "dmarc_fail", "dmarc_pass_rate",
                "spf_aligned_pass", "spf_aligned_pass_rate", "dkim_aligned_pass", "dkim_aligned_pass_rate",
-               "none", "quarantine", "reject", "unknown")
+               "none", "quarantine", "reject", "unknown", "aligned", "forwarded", "forwarding_failure",
+               "misconfigured", "unauthorised", "pending")
 
 
 @router.get("", response_model=SummaryOut, responses=CSV_RESPONSE)
@@ -30,11 +31,14 @@ def read_summary(request: Request, engine: EngineDep, _: ReadAccess, flt: Record
     """
     with engine.connect() as conn:
         summary = summarise(conn, flt)
-    days = [DayVolume.of(tally, day=day) for day, tally in summary.days.items()]
+    days = [DayVolume.of(tally, day=day,
+                         classes=ClassVolume.of(summary.day_classes.get(day, {}), tally.messages))
+            for day, tally in summary.days.items()]
     if wants_csv(request, format_):
         return csv_response("summary.csv", CSV_COLUMNS, (_csv_row(day) for day in days))
     return SummaryOut.of(summary.total, window=Window(since=flt.window.since, until=flt.window.until),
-                         reports=summary.reports, days=days)
+                         reports=summary.reports, days=days,
+                         classes=ClassVolume.of(summary.classes, summary.total.messages))
 
 
 def _csv_row(day: DayVolume) -> list[Any]:
@@ -42,4 +46,4 @@ def _csv_row(day: DayVolume) -> list[Any]:
     return [day.day, volume.messages, volume.records, volume.dmarc_pass, volume.dmarc_fail,
             volume.dmarc_pass_rate, volume.spf_aligned_pass, volume.spf_aligned_pass_rate,
             volume.dkim_aligned_pass, volume.dkim_aligned_pass_rate,
-            *volume.dispositions.model_dump().values()]
+            *volume.dispositions.model_dump().values(), *day.classes.model_dump().values()]
