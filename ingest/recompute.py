@@ -164,7 +164,8 @@ def _collector_paused() -> Iterator[None]:
 
 
 def _history_mark(conn: Connection) -> tuple[Any, ...]:
-    return tuple(conn.execute(select(func.count(), func.max(SNAPSHOTS.c.last_seen))).one())
+    """Changes only when an interval is added: an unchanged answer seen again changes no verdict."""
+    return tuple(conn.execute(select(func.count(), func.max(SNAPSHOTS.c.first_seen))).one())
 
 
 def _next_batch(conn: Connection, condition: list[Any], after: int, batch_records: int) -> list[int]:

@@ -40,6 +40,9 @@ from ingest.spf_compiled import CompiledSpf, client_number, compile_spf
 from ingest.spf_evaluator import check_host, client_address, usable_domain
 from ingest.spf_record import Verdict as SpfVerdict
 
+MEMO_LIMIT = 200_000
+"""Entries per memo table before it is emptied: memory stays bounded over any number of
+records, while the senders that recur are back in the table within a batch."""
 PROBLEM_KEY_STATES = {DkimKeyState.MISSING, DkimKeyState.REVOKED, DkimKeyState.MALFORMED,
                       DkimKeyState.WEAK}
 
@@ -152,6 +155,10 @@ class RecordJudge:
         policy_reasons = self._policy_reasons(policy, source, epoch)
         scope = (epoch, policy.policy_domain, policy.p, policy.adkim, policy.aspf, policy.method)
         memo = self._verdicts.setdefault(scope, {})
+        if len(memo) > MEMO_LIMIT:  # one-off sources never repeat: bound the memory, keep the speed
+            memo.clear()
+        if len(self._spf) > MEMO_LIMIT:
+            self._spf.clear()
         verdicts = []
         for record in records:
             verdict = memo.get(record)

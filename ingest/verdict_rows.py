@@ -9,6 +9,7 @@ verdicts repeat, so their serialised form is cached.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
@@ -89,7 +90,8 @@ class VerdictWriter:
     def __init__(self, conn: Connection) -> None:
         dialect = conn.dialect
         self._marker = "?" if dialect.paramstyle in ("qmark", "numeric") else "%s"
-        self._json = _processor(VERDICTS, "dkim", conn)
+        self._copy = dialect.name == "postgresql"
+        self._json = json.dumps if self._copy else _processor(VERDICTS, "dkim", conn)
         self._moment = _processor(VERDICTS, "dns_as_of", conn)
         self._moments: dict[datetime, Any] = {}
         self._stored: dict[int, tuple[Verdict, tuple[Any, ...]]] = {}
@@ -106,7 +108,13 @@ class VerdictWriter:
         try:
             cursor.execute(f"DELETE FROM {VERDICTS.name} WHERE report_id IN ({listed})")
             cursor.execute(f"DELETE FROM {CLASS_TOTALS.name} WHERE report_id IN ({listed})")
-            if values:
+            if values and self._copy:
+                # PostgreSQL: COPY takes the rows in one stream, several times quicker than
+                # executemany; JSON goes as its text, which COPY casts to jsonb
+                with cursor.copy(f"COPY {VERDICTS.name} ({', '.join(VERDICT_COLUMNS)}) FROM STDIN") as copy:
+                    for row in values:
+                        copy.write_row(row)
+            elif values:
                 cursor.executemany(self._insert(VERDICTS.name, VERDICT_COLUMNS), values)
             cursor.executemany(self._insert(CLASS_TOTALS.name, TOTAL_COLUMNS), list(totals))
         finally:
