@@ -40,6 +40,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/ingest_bench.py
 	$(BIN)/python bench/api_bench.py
 	$(BIN)/python bench/imap_bench.py
+	$(BIN)/python bench/recompute_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
