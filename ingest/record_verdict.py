@@ -40,7 +40,7 @@ from ingest.spf_compiled import CompiledSpf, client_number, compile_spf
 from ingest.spf_evaluator import check_host, client_address, usable_domain
 from ingest.spf_record import Verdict as SpfVerdict
 
-MEMO_LIMIT = 200_000
+MEMO_LIMIT = 50_000
 """Entries per memo table before it is emptied: memory stays bounded over any number of
 records, while the senders that recur are back in the table within a batch."""
 PROBLEM_KEY_STATES = {DkimKeyState.MISSING, DkimKeyState.REVOKED, DkimKeyState.MALFORMED,
