@@ -23,8 +23,7 @@ from ingest.dns_history import Key
 from ingest.dns_snapshot_store import record_answers
 from ingest.dns_source import DnsAnswer, DnsOutcome, DnsSource, RecordType, domain_name, parse_mx
 from ingest.org_domain import DiscoveryMethod, discover_policy, tree_walk
-from ingest.spf_macro import MacroString
-from ingest.spf_record import SpfSyntaxError, parse_record, select_record
+from ingest.spf_record import SpfSyntaxError, fixed_target, parse_record, select_record
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +77,7 @@ def gather_spf(domain: str, source: DnsSource) -> None:
         if record is None:
             continue
         for mechanism in record.mechanisms:
-            target = _literal(mechanism.target, name)
+            target = fixed_target(mechanism.target, name)
             if target is None:
                 continue
             if mechanism.kind == "include":
@@ -93,7 +92,7 @@ def gather_spf(domain: str, source: DnsSource) -> None:
                         _addresses(exchange, source)
             elif mechanism.kind == "exists":
                 source.lookup(target, "A")
-        redirect = _literal(record.redirect, name) if record.redirect else None
+        redirect = fixed_target(record.redirect, name) if record.redirect else None
         if redirect:
             pending.append(redirect)
 
@@ -101,13 +100,6 @@ def gather_spf(domain: str, source: DnsSource) -> None:
 def _addresses(name: str, source: DnsSource) -> None:
     source.lookup(name, "A")
     source.lookup(name, "AAAA")
-
-
-def _literal(spec: MacroString | None, current: str) -> str | None:
-    """The target name when it needs no macro expansion; the current domain when none is given."""
-    if spec is None:
-        return current
-    return domain_name(spec.literal) or None if spec.literal else None
 
 
 @dataclass(slots=True)

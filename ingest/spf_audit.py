@@ -14,8 +14,7 @@ from dataclasses import dataclass, field
 from ingest.dmarc_record import ERROR, NOTICE, WARNING, RecordProblem
 from ingest.dns_source import DnsOutcome, DnsSource, domain_name
 from ingest.spf_evaluator import MAX_DNS_TERMS, MAX_VOID_LOOKUPS
-from ingest.spf_macro import MacroString
-from ingest.spf_record import SpfSyntaxError, parse_record, select_record
+from ingest.spf_record import SpfSyntaxError, fixed_target, parse_record, select_record
 
 MAX_DEPTH = 12
 
@@ -76,18 +75,18 @@ def _walk(audit: SpfAudit, name: str, text: str, source: DnsSource, depth: int, 
                                                 "permissive_all", mechanism.text, (
                 f"{mechanism.text} lets any host on the internet pass (or not fail) SPF for {name}")))
         if mechanism.kind == "include":
-            target = _literal(mechanism.target)
+            target = fixed_target(mechanism.target, name)
             if target is None:
                 continue
             audit.includes.append(target)
             _follow(audit, name, target, mechanism.text, source, depth, seen)
         elif mechanism.kind == "mx":
-            target = _literal(mechanism.target) or name
+            target = fixed_target(mechanism.target, name) or name
             if source.lookup(target, "MX").outcome in (DnsOutcome.NXDOMAIN, DnsOutcome.NODATA):
                 audit.void_lookups += 1
     if record.redirect is not None:
         audit.dns_terms += 1
-        target = _literal(record.redirect)
+        target = fixed_target(record.redirect, name)
         if target is not None:
             _follow(audit, name, target, f"redirect={target}", source, depth, seen)
     elif top and not any(mechanism.kind == "all" for mechanism in record.mechanisms):
@@ -117,8 +116,3 @@ def _follow(audit: SpfAudit, name: str, target: str, term: str, source: DnsSourc
             f"{term} in {name}: {target} publishes no single SPF record; receivers return permerror")))
         return
     _walk(audit, target, text, source, depth + 1, seen | {target})
-
-
-def _literal(spec: MacroString | None) -> str | None:
-    text = spec.literal if spec is not None else None
-    return domain_name(text) or None if text else None

@@ -22,7 +22,7 @@ from ipaddress import IPv4Network, IPv6Network, ip_network
 from ingest.dns_source import DnsOutcome, DnsSource, RecordType, domain_name, parse_mx
 from ingest.spf_evaluator import MAX_DNS_TERMS, MAX_MX_NAMES, MAX_VOID_LOOKUPS, usable_domain
 from ingest.spf_macro import MacroString
-from ingest.spf_record import SpfSyntaxError, Verdict, parse_record, select_record
+from ingest.spf_record import SpfSyntaxError, Verdict, fixed_target, parse_record, select_record
 
 Network = IPv4Network | IPv6Network
 _V4_MAPPED = bytes(10) + b"\xff\xff"
@@ -176,9 +176,7 @@ def _hosts(kind: str, target: str, cidr4: int, cidr6: int, verdict: Verdict, sou
 def _target(spec: MacroString | None, current: str) -> str:
     if spec is None:
         return current
-    if spec.literal is None:
-        raise _NotCompilable
-    name = domain_name(spec.literal)
-    if not usable_domain(name):
+    name = fixed_target(spec, current)
+    if name is None or not usable_domain(name):
         raise _NotCompilable
     return name

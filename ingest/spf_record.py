@@ -12,6 +12,7 @@ from enum import StrEnum
 from functools import lru_cache
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_network
 
+from ingest.dns_source import domain_name
 from ingest.spf_macro import MacroString, MacroSyntaxError, parse_macro_string
 
 _VERSION = "v=spf1"
@@ -111,6 +112,15 @@ def parse_record(text: str) -> SpfRecord:
             _macro_string(value, term, explanation=True)
             unknown.append((modifier[1], value))
     return SpfRecord(tuple(mechanisms), modifiers.get("redirect"), modifiers.get("exp"), tuple(unknown))
+
+
+def fixed_target(spec: MacroString | None, current: str) -> str | None:
+    """The domain a term names when that needs no sender (no macro letter), or `current` when
+    the term names none; None when the name is built from the sender or client address, so
+    it cannot be known, looked up or walked before a message arrives."""
+    if spec is None:
+        return current
+    return domain_name(spec.literal) or None if spec.literal else None
 
 
 def domain_spec(text: str, term: str) -> MacroString:
