@@ -93,14 +93,13 @@ def domain_checked_at(conn: Connection, domain: str) -> datetime | None:
 
 def dkim_key_names(conn: Connection, domain: str) -> list[str]:
     """The `<selector>._domainkey.<domain>` names ever looked up."""
-    suffix = f"._domainkey.{domain}"
     names = conn.execute(select(SNAPSHOTS.c.name).distinct().where(
-        SNAPSHOTS.c.rdtype == "TXT", SNAPSHOTS.c.name.like(f"%{_escaped(suffix)}", escape="\\"))).scalars()
-    return sorted(name for name in names if name.endswith(suffix))
+        SNAPSHOTS.c.rdtype == "TXT", SNAPSHOTS.c.name.endswith(f"._domainkey.{domain}", autoescape=True)))
+    return sorted(names.scalars())
 
 
 def _under(domain: str) -> ColumnElement[bool]:
-    return or_(SNAPSHOTS.c.name == domain, SNAPSHOTS.c.name.like(f"%.{_escaped(domain)}", escape="\\"))
+    return or_(SNAPSHOTS.c.name == domain, SNAPSHOTS.c.name.endswith(f".{domain}", autoescape=True))
 
 
 def last_checked(conn: Connection, names: Iterable[str], rdtype: str = "TXT") -> dict[str, datetime]:
@@ -114,10 +113,6 @@ def last_checked(conn: Connection, names: Iterable[str], rdtype: str = "TXT") ->
                             .group_by(SNAPSHOTS.c.name))
         seen.update({name: when for name, when in rows})
     return seen
-
-
-def _escaped(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def _interval(row: Any) -> SnapshotInterval:
@@ -138,6 +133,10 @@ class LatestSource:
 
     def lookup(self, name: str, rdtype: RecordType) -> DnsAnswer:
         shown = domain_name(name)
+        if (shown, rdtype) in self.used:  # the checks of one page ask some names twice
+            return self.used[(shown, rdtype)].answer()
+        if (shown, rdtype) in self.missing:
+            return DnsAnswer(shown, rdtype, DnsOutcome.TIMEOUT)
         row = self._conn.execute(
             select(SNAPSHOTS).where(SNAPSHOTS.c.name == shown, SNAPSHOTS.c.rdtype == rdtype)
             .order_by(SNAPSHOTS.c.first_seen.desc()).limit(1)).first()
