@@ -70,7 +70,8 @@ def _ready_engine(settings: Settings) -> Engine:
 
 
 def _pipeline(settings: Settings) -> IngestPipeline:
-    return IngestPipeline(_ready_engine(settings), settings.data_dir, settings.unpack_limits)
+    return IngestPipeline(_ready_engine(settings), settings.data_dir, settings.unpack_limits,
+                          settings.redact_local_parts)
 
 
 def _expand(paths: list[str]) -> Iterator[str | Path]:

@@ -77,7 +77,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.settings = settings
     app.state.engine = get_engine(settings.database_url)
-    app.state.pipeline = IngestPipeline(app.state.engine, settings.data_dir, settings.unpack_limits)
+    app.state.pipeline = IngestPipeline(app.state.engine, settings.data_dir, settings.unpack_limits,
+                                        settings.redact_local_parts)
     problems.install(app)
     app.state.collected_mailboxes = settings.all_mailboxes() if settings.collect_in_serve else []
     app.state.collector_board = StatusBoard(app.state.engine) if app.state.collected_mailboxes else None

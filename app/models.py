@@ -382,3 +382,9 @@ class ReportClassTotals(SQLModel, table=True):
     record_class: str = Field(max_length=24, primary_key=True)
     messages: int = Field(default=0, sa_type=BigInteger)
     records: int = 0
+
+
+# the tables of the other report kinds live beside their stores' models; importing them here
+# registers them on the metadata that Alembic and the tests read
+from app import failure_models as failure_models  # noqa: E402
+from app import tls_models as tls_models  # noqa: E402

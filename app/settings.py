@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     domains: str | list[str] = Field(
         default="", description="domains to snapshot besides those seen in reports: comma-separated, "
                                  "or a list in the TOML file")
+    redact_local_parts: bool = Field(
+        default=False, description="failure reports: store addresses as `redacted@domain` (the domain "
+                                   "is kept for analysis); message bodies are never stored")
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = Field(
         default="text", description="json: one JSON object per line, for log collectors")
@@ -128,7 +131,8 @@ class Settings(BaseSettings):
         count = self.collector_workers or min(4, os.cpu_count() or 1)
         if count < 2:
             return None
-        return IngestWorkers(self.database_url, self.data_dir, self.unpack_limits, count)
+        return IngestWorkers(self.database_url, self.data_dir, self.unpack_limits, count,
+                             self.redact_local_parts)
 
     @model_validator(mode="after")
     def _check_dns(self) -> Settings:

@@ -34,8 +34,10 @@ class StoreFailure:
 class IngestWorkers:
     """A pool of `workers` processes, started on first use and kept until `close`."""
 
-    def __init__(self, database_url: str, data_dir: Path, limits: UnpackLimits, workers: int) -> None:
+    def __init__(self, database_url: str, data_dir: Path, limits: UnpackLimits, workers: int,
+                 redact_local_parts: bool = False) -> None:
         self.database_url = database_url
+        self.redact_local_parts = redact_local_parts
         self.data_dir = data_dir
         self.limits = limits
         self.workers = workers
@@ -67,7 +69,8 @@ class IngestWorkers:
                 # spawned, not forked: the parent runs threads (collectors, the web server)
                 self._pool = ProcessPoolExecutor(
                     max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
-                    initializer=_start, initargs=(self.database_url, str(self.data_dir), self.limits))
+                    initializer=_start, initargs=(self.database_url, str(self.data_dir), self.limits,
+                              self.redact_local_parts))
             return self._pool
 
     def _discard(self, pool: ProcessPoolExecutor) -> None:
@@ -80,11 +83,11 @@ class IngestWorkers:
 _pipeline: IngestPipeline | None = None
 
 
-def _start(database_url: str, data_dir: str, limits: UnpackLimits) -> None:
+def _start(database_url: str, data_dir: str, limits: UnpackLimits, redact_local_parts: bool) -> None:
     global _pipeline
     from app.db import create_db_engine
 
-    _pipeline = IngestPipeline(create_db_engine(database_url), Path(data_dir), limits)
+    _pipeline = IngestPipeline(create_db_engine(database_url), Path(data_dir), limits, redact_local_parts)
     _pipeline.parse_workers = 1  # already one of several processes: parse large reports serially
 
 

@@ -11,9 +11,8 @@ from __future__ import annotations
 import gc
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import BinaryIO
@@ -25,60 +24,27 @@ from ingest.aggregate_normaliser import normalise_header
 from ingest.aggregate_report import RepairNotes, ReportHeader
 from ingest.aggregate_source import AggregateSource, open_aggregate
 from ingest.errors import IngestError, LimitExceeded, MalformedReport
+from ingest.failure_store import store_failure_report
+from ingest.ingest_outcome import InputOutcome as InputOutcome
+from ingest.ingest_outcome import ReportOutcome as ReportOutcome
 from ingest.limits import DecompressionBudget, UnpackLimits
 from ingest.original_store import OriginalStore, StoredOriginal
 from ingest.parallel_parser import cores
 from ingest.read_mode import ReadAgain, ReadMode
 from ingest.report_identity import ContentDigest, ReportIdentity, header_values
 from ingest.report_store import ReportStore, ReportTransaction
+from ingest.tls_store import store_tls_report
 from ingest.unpack import Opener, Payload, ReportKind, UnpackFailure, unpack
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(slots=True)
-class ReportOutcome:
-    location: str
-    kind: str
-    status: str
-    """new, duplicate, failed or deferred (a kind whose parser is not there yet)."""
-    report_id: int | None = None
-    records: int = 0
-    conflict_of: int | None = None
-    error: str | None = None
-    reason: str | None = None
-    """why it failed, as a stable code (`IngestError.reason`, or internal_error)"""
-    notes: list[str] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class InputOutcome:
-    source: str
-    sha256: str | None
-    status: str
-    """ok, partial (some reports failed), failed, or deferred (nothing parseable yet)."""
-    error: str | None = None
-    reason: str | None = None
-    """why the input as a whole failed, as a stable code"""
-    reports: list[ReportOutcome] = field(default_factory=list)
-
-    def count(self, status: str) -> int:
-        return sum(1 for report in self.reports if report.status == status)
-
-    def describe_errors(self) -> str | None:
-        """All of this input's errors in one line, for the quarantine listing."""
-        errors = [self.error] if self.error else []
-        errors += [f"{r.location}: {r.error}" for r in self.reports if r.status == "failed"]
-        return "; ".join(errors)[:4000] or None
-
-    @property
-    def records_new(self) -> int:
-        return sum(report.records for report in self.reports if report.status == "new")
-
-
 class IngestPipeline:
-    def __init__(self, engine: Engine, data_dir: Path, limits: UnpackLimits) -> None:
+    def __init__(self, engine: Engine, data_dir: Path, limits: UnpackLimits,
+                 redact_local_parts: bool = False) -> None:
+        self.engine = engine
         self.store = ReportStore(engine)
+        self.redact_local_parts = redact_local_parts
         self.originals = OriginalStore(data_dir)
         self.limits = limits
         # the writer (this process) is busy too: leave it a core
@@ -135,10 +101,13 @@ class IngestPipeline:
                                                          error=str(item.error), reason=item.error.reason))
                 elif item.kind is ReportKind.AGGREGATE:
                     outcome.reports.append(self._store_aggregate(item, original.sha256))
+                elif item.kind is ReportKind.TLS:
+                    outcome.reports.append(self._guarded(item, partial(store_tls_report, self.engine),
+                                                         original.sha256))
                 else:
-                    outcome.reports.append(ReportOutcome(
-                        item.location, str(item.kind), "deferred",
-                        error=f"{item.kind} reports are recognised but not parsed yet; the input is kept"))
+                    outcome.reports.append(self._guarded(
+                        item, partial(store_failure_report, self.engine, self.redact_local_parts),
+                        original.sha256))
         except IngestError as exc:
             outcome.error = str(exc)
             outcome.reason = exc.reason
@@ -148,6 +117,30 @@ class IngestPipeline:
             "reports_failed": outcome.count("failed"), "reports_deferred": outcome.count("deferred"),
         }, retry=retry)
         return outcome
+
+    # -- one failure or TLS report ---------------------------------------------------------
+
+    def _guarded(self, payload: Payload, store: Callable[[Payload, str], ReportOutcome],
+                 sha256: str) -> ReportOutcome:
+        """Store one report of a kind whose store is a single call, with the aggregate path's
+        promises: bad input fails alone, a broken database raises, a bug never loses input."""
+        for attempt in range(2):
+            try:
+                return store(payload, sha256)
+            except IngestError as exc:
+                return ReportOutcome(payload.location, str(payload.kind), "failed", error=str(exc),
+                                     reason=exc.reason)
+            except IntegrityError:
+                if attempt:  # a concurrent writer stored the same report: the retry sees it
+                    raise
+            except SQLAlchemyError:
+                raise
+            except Exception as exc:
+                log.exception("unexpected error parsing %s", payload.location)
+                return ReportOutcome(payload.location, str(payload.kind), "failed", reason="internal_error",
+                                     error=f"internal error while parsing ({type(exc).__name__}: {exc}); "
+                                           "the input is kept and can be retried")
+        raise AssertionError("unreachable")
 
     # -- one aggregate report -------------------------------------------------------------
 
