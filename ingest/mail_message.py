@@ -59,10 +59,12 @@ def read_message(data: bytes) -> MessageContents:
     for index, part in enumerate(message.walk()):
         ctype = part.get_content_type()
         part_types.append(ctype)
-        if part.is_multipart():
-            continue
         if ctype == "message/feedback-report":
+            # before the multipart test: the parser reads every message/* part as a nested
+            # message, so this part always looks multipart
             has_feedback_part = True
+            continue
+        if part.is_multipart():
             continue
         if ctype.startswith("application/tlsrpt"):
             has_tls_part = True
