@@ -22,6 +22,7 @@ from app.account_cli import token_cli, user_cli
 from app.db import SchemaNotReady, get_engine, require_current_schema, upgrade_database
 from app.dns_cli import align, dns_cli, spf_cli
 from app.settings import Settings, get_settings
+from app.sources_cli import sources_cli
 from ingest.collector_status import StatusBoard
 from ingest.imap_collector import Collector
 from ingest.pipeline import IngestPipeline, InputOutcome
@@ -34,6 +35,7 @@ cli.add_typer(token_cli, name="token")
 cli.add_typer(user_cli, name="user")
 cli.add_typer(spf_cli, name="spf")
 cli.add_typer(dns_cli, name="dns")
+cli.add_typer(sources_cli, name="sources")
 cli.command()(align)
 
 err = Console(stderr=True, soft_wrap=True)
@@ -103,7 +105,8 @@ def ingest(
         help="Files, folders (read recursively), globs, or - for standard input.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON summary object.")] = False,
     retry_failed: Annotated[bool, typer.Option(
-        "--retry-failed", help="Parse again every kept input that failed or was interrupted.")] = False,
+        "--retry-failed", help="Parse again every kept input that failed, was interrupted, or was "
+                                "deferred (a kind an earlier version could not parse).")] = False,
 ) -> None:
     """Ingest report files; exits non-zero when any input failed."""
     if not paths and not retry_failed:

@@ -14,6 +14,7 @@ from app.api.routes import (
     dns,
     docs,
     domains,
+    failures,
     health,
     metrics,
     records,
@@ -21,6 +22,7 @@ from app.api.routes import (
     reports,
     sources,
     summary,
+    tls,
     tokens,
     users,
 )
@@ -59,7 +61,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     watcher = None
     if settings.dns_in_serve:
         watcher = DnsWatcher(app.state.engine, settings.live_resolver(), settings.configured_domains(),
-                             timedelta(seconds=settings.dns_snapshot_interval))
+                             timedelta(seconds=settings.dns_snapshot_interval),
+                             catalogue=settings.sender_catalogue())
         watcher.start()
     try:
         yield
@@ -85,7 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = Metrics(app.state.engine, app.state.collector_board)
     app.add_middleware(RequestObserver, metrics=app.state.metrics)
     for router in (health.router, reports.router, report_upload.router, records.router, summary.router,
-                   sources.router, domains.router, dns.router, collector.router, tokens.router, users.router,
-                   metrics.router, docs.router):
+                   sources.router, domains.router, dns.router, tls.router, failures.router, collector.router,
+                   tokens.router, users.router, metrics.router, docs.router):
         app.include_router(router)
     return app

@@ -15,9 +15,11 @@ from pydantic import BaseModel, Field, SecretStr, model_validator
 
 TlsMode = Literal["ssl", "starttls", "none"]
 DEFAULT_PORTS: dict[str, int] = {"ssl": 993, "starttls": 143, "none": 143}
-DEFERRED_KEYWORD = "$RuaDeferred"
-"""Set on messages that hold only failure or TLS reports, which Rua cannot parse yet: they
-stay in the folder, and later passes skip them instead of fetching them again."""
+DEFERRED_KEYWORD = "$RuaDeferred2"
+"""Set on messages that hold only reports of a kind Rua cannot parse yet: they stay in the
+folder, and later passes skip them instead of fetching them again. Its name changes whenever
+a kind becomes parseable, so messages an earlier version set aside are read again
+("$RuaDeferred" marked failure and TLS reports before their parsers existed)."""
 
 
 class MailboxConfig(BaseModel):

@@ -108,13 +108,14 @@ class ReportStore:
                          {"key": sha256, "status": status, "error": error, **counts})
 
     def originals_to_retry(self) -> list[tuple[StoredOriginal, str]]:
-        """Every input that failed, partly failed or never finished, with its source name."""
+        """Every input that failed, partly failed or never finished, with its source name, and
+        those kept as deferred: recognised by a version that could not parse their kind yet."""
         table = table_of(Original)
         with self.engine.connect() as conn:
             rows = conn.execute(
                 select(table.c.sha256, table.c.size, table.c.container, table.c.storage_path,
                        table.c.source)
-                .where(table.c.status.in_(("failed", "partial", "processing")))
+                .where(table.c.status.in_(("failed", "partial", "processing", "deferred")))
                 .order_by(table.c.first_seen_at))
             return [(StoredOriginal(row.sha256, row.size, ContainerKind(row.container),
                                     row.storage_path), row.source) for row in rows]

@@ -250,20 +250,23 @@ def test_unreadable_upload_is_refused_and_quarantined(live_server: LiveServer, i
     assert count_rows(live_server.engine, "aggregate_report") == 0
 
 
-def test_failure_and_tls_reports_are_deferred(live_server: LiveServer, ingest: httpx.Client) -> None:
-    """Kinds recognised but not parsed yet: 202, kept with status deferred."""
-    for body, kind in ((failure_report(), "failure"), (TLS_REPORT, "tls"), (samples.gz(TLS_REPORT), "tls")):
+def test_failure_and_tls_reports_are_stored(live_server: LiveServer, ingest: httpx.Client) -> None:
+    """The endpoint takes every kind: failure and TLS reports are stored, once each."""
+    for body, kind, status, code in ((failure_report(), "failure", "new", 201),
+                                     (TLS_REPORT, "tls", "new", 201),
+                                     (samples.gz(TLS_REPORT), "tls", "duplicate", 200)):
         answer = ingest.post(UPLOAD, content=body)
-        assert answer.status_code == 202, answer.text
+        assert answer.status_code == code, answer.text
         result = answer.json()
-        assert [(r["kind"], r["status"]) for r in result["reports"]] == [(kind, "deferred")]
-        assert result["reports_deferred"] == 1
-        assert original(live_server.engine, result["inputs"][0]["sha256"])["status"] == "deferred"
-    # deferred beside a new aggregate report: the new one decides
+        assert [(r["kind"], r["status"]) for r in result["reports"]] == [(kind, status)]
+        assert original(live_server.engine, result["inputs"][0]["sha256"])["status"] == "ok"
+    assert count_rows(live_server.engine, "failure_report") == 1
+    assert count_rows(live_server.engine, "tls_report") == 1
+    # beside a new aggregate report in one upload
     answer = ingest.post(UPLOAD, files=[("files", ("tls.json", TLS_REPORT, "application/json")),
                                         ("files", ("agg.xml", report("with-tls", 1), "text/xml"))])
     assert answer.status_code == 201, answer.text
-    assert [r["status"] for r in answer.json()["reports"]] == ["deferred", "new"]
+    assert [r["status"] for r in answer.json()["reports"]] == ["duplicate", "new"]
 
 
 # -- size limit -------------------------------------------------------------------------------------

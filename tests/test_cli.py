@@ -84,6 +84,10 @@ def db_engine(env: dict[str, str]) -> Any:
     return create_db_engine(env["RUA_DATABASE_URL"])
 
 
+TLS_REPORT = (b'{"organization-name": "Example", "report-id": "tls-1", "policies": [], "date-range": '
+              b'{"start-datetime": "2026-11-01T00:00:00Z", "end-datetime": "2026-11-01T23:59:59Z"}}')
+
+
 def two_record_report(**kwargs: str) -> bytes:
     return samples.aggregate_xml([samples.Rec(), samples.Rec(source_ip="2001:db8::5", count="7")], **kwargs)
 
@@ -131,7 +135,7 @@ def test_ingest_json_reports_exact_values(env: dict[str, str], tmp_path: Path) -
     junk = tmp_path / "junk.bin"
     junk.write_bytes(b"\x00\x01 this is no report")
     tls = tmp_path / "tls.json"
-    tls.write_bytes(b'{"organization-name": "Example", "policies": []}')
+    tls.write_bytes(TLS_REPORT)
     missing = tmp_path / "missing.xml"
     mixed = tmp_path / "mixed.zip"
     mixed.write_bytes(samples.zipped({"m.xml": two_record_report(report_id="m"), "bad.bin": b"\x00junk"}))
@@ -142,7 +146,7 @@ def test_ingest_json_reports_exact_values(env: dict[str, str], tmp_path: Path) -
     data = summary(result)
     assert data["inputs"] == 7
     assert data["inputs_failed"] == 3, "a partly failed input counts as failed"
-    assert data["reports_new"] == 4
+    assert data["reports_new"] == 5, "four aggregate reports and the TLS report"
     assert data["reports_duplicate"] == 1
     assert data["records_new"] == 8
     failures = data["failures"]
@@ -216,9 +220,9 @@ def test_ingest_reads_standard_input(env: dict[str, str], tmp_path: Path) -> Non
 
 
 def test_exit_status_zero_unless_an_input_failed(env: dict[str, str], tmp_path: Path) -> None:
-    """Deferred kinds and duplicates are fine; one failed input among good ones is not."""
+    """TLS reports and duplicates are fine; one failed input among good ones is not."""
     tls = tmp_path / "tls.json"
-    tls.write_bytes(b'{"organization-name": "Example", "policies": []}')
+    tls.write_bytes(TLS_REPORT)
     report = tmp_path / "r.xml"
     report.write_bytes(two_record_report())
     ok = rua(env, "ingest", str(tls), str(report), str(report), cwd=tmp_path)

@@ -666,23 +666,24 @@ def test_notes_of_one_report_do_not_leak_into_its_siblings(pipeline: IngestPipel
     ("tls.json.gz", samples.gz(TLS_REPORT), "tls"),
     ("tls.eml", tls_email(), "tls"),
 ])
-def test_failure_and_tls_inputs_are_deferred_not_failed(case: str, data: bytes, kind: str,
+def test_failure_and_tls_inputs_reach_their_own_stores(case: str, data: bytes, kind: str,
                                                         pipeline: IngestPipeline, engine: Engine,
                                                         tmp_path: Path) -> None:
-    """Kinds without a parser yet are kept for later, never reported as broken input."""
+    """Every container the aggregate path unpacks carries the other kinds to their parsers."""
     outcome = ingest(pipeline, tmp_path, case, data)
-    assert outcome.status == "deferred"
-    assert [(r.kind, r.status) for r in outcome.reports] == [(kind, "deferred")]
+    assert outcome.status == "ok"
+    assert [(r.kind, r.status) for r in outcome.reports] == [(kind, "new")]
     row = original_row(engine, outcome.sha256 or "")
-    assert (row["status"], row["reports_deferred"], row["reports_failed"]) == ("deferred", 1, 0)
+    assert (row["status"], row["reports_new"], row["reports_failed"]) == ("ok", 1, 0)
     assert count_rows(engine, "aggregate_report") == 0
+    assert count_rows(engine, "failure_report" if kind == "failure" else "tls_report") == 1
 
 
 def test_aggregate_next_to_tls_report_in_one_input(pipeline: IngestPipeline, engine: Engine,
                                                    tmp_path: Path) -> None:
     archive = samples.zipped({"r.xml": XML, "tls.json": TLS_REPORT})
     outcome = ingest(pipeline, tmp_path, "both.zip", archive)
-    assert sorted((r.kind, r.status) for r in outcome.reports) == [("aggregate", "new"), ("tls", "deferred")]
+    assert sorted((r.kind, r.status) for r in outcome.reports) == [("aggregate", "new"), ("tls", "new")]
     assert outcome.status == "ok"
 
 
