@@ -131,7 +131,8 @@ def align(
                                                                     "those not judged yet.")] = False,
     domain: Annotated[list[str] | None, typer.Option("--domain", help="Only reports of this policy "
                                                                       "domain (repeatable).")] = None,
-    snapshot: Annotated[bool, typer.Option(help="First look up domains and keys never looked up.")] = True,
+    snapshot: Annotated[bool, typer.Option(help="First look up domains and keys never looked up, and "
+                                                "identify source addresses never identified.")] = True,
     workers: Annotated[int, typer.Option(help="Processes that share the judging; 0: one per core "
                                               "(at most 4).")] = 0,
 ) -> None:
@@ -139,6 +140,9 @@ def align(
     from app.cli import _ready_engine, _settings
     from ingest.dns_watch import due_targets, snapshot_and_mark, watch_targets
     from ingest.recompute import RecomputeStats, recompute
+    from ingest.reverse_dns import TtlCache
+    from ingest.source_enrichment import identify_sources
+    from ingest.spf_include_index import snapshot_includes
 
     settings = _settings()
     engine = _ready_engine(settings)
@@ -149,6 +153,13 @@ def align(
             err.print(f"first sight: looking up {len(targets.domains)} domain(s) and "
                       f"{len(targets.dkim_keys)} DKIM key(s)", highlight=False)
             snapshot_and_mark(engine, settings.live_resolver(), targets)
+        # who the sources are takes part in the class: identify those never identified first
+        catalogue = settings.sender_catalogue()
+        snapshot_includes(engine, settings.live_resolver(), catalogue, FIRST_SIGHT_ONLY, datetime.now(UTC))
+        found = identify_sources(engine, TtlCache(settings.live_resolver()), catalogue)
+        if found.sources:
+            err.print(f"first sight: identified {found.sources} source address(es), {found.matched} by the "
+                      "sender catalogue", highlight=False)
 
     def progress(stats: RecomputeStats) -> None:
         err.print(f"  {stats.records} records, {stats.reports} reports, "

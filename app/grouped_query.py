@@ -53,7 +53,7 @@ def grouped(conn: Connection, flt: RecordFilter, by: GroupKey, limit: int | None
         query = query.limit(limit)
     rows = conn.execute(query).all()
     total = int(rows[0].group_count) if rows else _count_groups(conn, query, offset)
-    return GroupPage(total, [_group(row, answered_from == "records") for row in rows], answered_from)
+    return GroupPage(total, [group_of(row, answered_from == "records") for row in rows], answered_from)
 
 
 def _ranked_sources(conn: Connection, flt: RecordFilter, limit: int | None, offset: int) -> GroupPage:
@@ -71,7 +71,7 @@ def _ranked_sources(conn: Connection, flt: RecordFilter, limit: int | None, offs
                  .select_from(table.join(ADDRESSES, ADDRESSES.c.id == table.c.source_id))
                  .group_by(table.c.source_id, ADDRESSES.c.ip)
                  .order_by(literal_column("messages").desc(), table.c.source_id).offset(offset))
-        groups = [_group(row, False) for row in conn.execute(query)]
+        groups = [group_of(row, False) for row in conn.execute(query)]
         return GroupPage(offset + len(groups), groups, "daily_source_totals")
     ids = top_sources(conn, flt, limit, offset)
     if ids is None:  # the lifetime bounds did not settle the page: group the whole window
@@ -88,7 +88,7 @@ def _ranked_sources(conn: Connection, flt: RecordFilter, limit: int | None, offs
     # the page's sums, and its addresses, apart: joined, PostgreSQL would hash every address
     details = (_totals_query(table, flt, table.c.source_id, with_count=False)
                .where(table.c.source_id.in_(ids)))
-    by_id = {row.group_key: _group(row, False) for row in conn.execute(details)}
+    by_id = {row.group_key: group_of(row, False) for row in conn.execute(details)}
     for source_id, ip in conn.execute(select(ADDRESSES.c.id, ADDRESSES.c.ip).where(ADDRESSES.c.id.in_(ids))):
         by_id[source_id].key = ip
     return GroupPage(total, [by_id[source_id] for source_id in ids], "daily_source_totals")
@@ -111,27 +111,34 @@ def _sums(messages: ColumnElement[Any], records: ColumnElement[Any], dmarc: Colu
     return sums
 
 
+def totals_sums(table: Table, with_count: bool = False) -> list[Any]:
+    """The sums of a group of daily-totals rows, and its first and last day."""
+    dated = table.c.first_day != UNDATED
+    return [*_sums(table.c.messages, func.sum(table.c.records), table.c.dmarc, table.c.disposition,
+                   func.sum(table.c.spf_aligned_pass), func.sum(table.c.dkim_aligned_pass), with_count),
+            func.min(case((dated, table.c.first_day))).label("first"),
+            func.max(case((dated, table.c.last_day))).label("last")]
+
+
+def records_sums(with_count: bool = False) -> list[Any]:
+    """The sums of a group of records (joined with their reports), and its first and last moment."""
+    messages = func.coalesce(RECORDS.c["count"], 0)
+    return [*_sums(messages, func.count(), dmarc_result(RECORDS.c.dkim, RECORDS.c.spf),
+                   func.coalesce(RECORDS.c.disposition, ""),
+                   func.sum(case((RECORDS.c.spf == "pass", messages), else_=0)),
+                   func.sum(case((RECORDS.c.dkim == "pass", messages), else_=0)), with_count),
+            func.min(REPORTS.c.date_begin).label("first"), func.max(REPORTS.c.date_end).label("last")]
+
+
 def _totals_query(table: Table, flt: RecordFilter, key: ColumnElement[Any],
                   with_count: bool = True) -> Select[Any]:
-    dated = table.c.first_day != UNDATED
-    return (select(key.label("group_key"),
-                   *_sums(table.c.messages, func.sum(table.c.records), table.c.dmarc, table.c.disposition,
-                          func.sum(table.c.spf_aligned_pass), func.sum(table.c.dkim_aligned_pass),
-                          with_count),
-                   func.min(case((dated, table.c.first_day))).label("first"),
-                   func.max(case((dated, table.c.last_day))).label("last"))
+    return (select(key.label("group_key"), *totals_sums(table, with_count))
             .where(*flt.totals_conditions(table)).group_by(key))
 
 
 def _records_query(flt: RecordFilter, by: GroupKey) -> Select[Any]:
     key = func.coalesce(RECORDS.c.source_ip if by == "source_ip" else REPORTS.c.policy_domain, "")
-    messages = func.coalesce(RECORDS.c["count"], 0)
-    return (select(key.label("group_key"),
-                   *_sums(messages, func.count(), dmarc_result(RECORDS.c.dkim, RECORDS.c.spf),
-                          func.coalesce(RECORDS.c.disposition, ""),
-                          func.sum(case((RECORDS.c.spf == "pass", messages), else_=0)),
-                          func.sum(case((RECORDS.c.dkim == "pass", messages), else_=0))),
-                   func.min(REPORTS.c.date_begin).label("first"), func.max(REPORTS.c.date_end).label("last"))
+    return (select(key.label("group_key"), *records_sums(with_count=True))
             .select_from(RECORDS.join(REPORTS, RECORDS.c.report_id == REPORTS.c.id))
             .where(*flt.analysed_reports(), *flt.record_conditions()).group_by(key))
 
@@ -144,7 +151,7 @@ def _count_groups(conn: Connection, query: Select[Any], offset: int) -> int:
     return int(conn.execute(select(func.count()).select_from(inner)).scalar_one())
 
 
-def _group(row: Any, from_records: bool) -> Group:
+def group_of(row: Any, from_records: bool) -> Group:
     tally = Tally(messages=int(row.messages or 0), records=int(row.records or 0),
                   dmarc_pass=int(row.dmarc_pass or 0), spf_aligned_pass=int(row.spf_aligned_pass or 0),
                   dkim_aligned_pass=int(row.dkim_aligned_pass or 0),

@@ -225,6 +225,22 @@ class SourceAddress(SQLModel, table=True):
                             sa_column_kwargs={"server_default": "0001-01-01"})
     last_day: date = Field(default=UNDATED, description="its latest report's last day",
                            sa_column_kwargs={"server_default": "0001-01-01"})
+    # who it is (ingest.source_enrichment), filled after ingest; identified_at is NULL until then
+    sender: str | None = Field(default=None, max_length=255,
+                               description="catalogue service, else PTR base domain, else AS name, "
+                                           "else unknown")
+    service: str | None = Field(default=None, max_length=128, description="catalogue service name")
+    service_type: str | None = Field(default=None, max_length=24, description="catalogue service type")
+    matched_by: str | None = Field(default=None, max_length=24, description="the catalogue rule that matched")
+    ptr: str | None = Field(default=None, max_length=255, description="reverse DNS name")
+    reverse_dns: str | None = Field(default=None, max_length=16,
+                                    description="confirmed, unconfirmed, no_ptr or temperror")
+    base_domain: str | None = Field(default=None, max_length=255,
+                                    description="the PTR name's registrable domain")
+    asn: int | None = Field(default=None, description="autonomous system number")
+    as_name: str | None = Field(default=None, max_length=255)
+    country: str | None = Field(default=None, max_length=2, description="ISO 3166 code")
+    identified_at: datetime | None = Field(default=None, index=True)
 
 
 class _DailyTotals(SQLModel):

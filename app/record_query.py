@@ -17,7 +17,7 @@ from sqlalchemy import ColumnElement, Select, Table, and_, func, or_, select, tu
 from sqlalchemy.engine import Connection
 
 from app.models import RecordDkimResult, RecordReason, RecordSpfResult, RecordVerdict, table_of
-from app.record_filter import RECORDS, REPORTS, TOTALS, RecordFilter
+from app.record_filter import ADDRESSES, RECORDS, REPORTS, TOTALS, RecordFilter
 from ingest.daily_totals import dmarc_result
 
 REASONS = table_of(RecordReason)
@@ -50,6 +50,10 @@ class RecordRow:
     dkim_results: list[dict[str, Any]] = field(default_factory=list)
     spf_results: list[dict[str, Any]] = field(default_factory=list)
     verdict: dict[str, Any] | None = None
+    sender: dict[str, Any] | None = None
+
+
+SENDER_FIELDS = ("sender", "service", "service_type", "ptr", "base_domain", "asn", "as_name", "country")
 
 
 def _base(flt: RecordFilter) -> Select[Any]:
@@ -101,7 +105,8 @@ def all_records(conn: Connection, flt: RecordFilter, page: int = 5000) -> Iterat
 
 
 def with_results(conn: Connection, rows: list[RecordRow]) -> list[RecordRow]:
-    """Attach reasons, DKIM/SPF results and Rua's verdict to a page of records (four queries)."""
+    """Attach reasons, DKIM/SPF results, Rua's verdict and the source's identity to a page of
+    records (five queries)."""
     if not rows:
         return rows
     by_key = {(row.report_id, row.record_no): row for row in rows}
@@ -117,6 +122,12 @@ def with_results(conn: Connection, rows: list[RecordRow]) -> list[RecordRow]:
             getattr(by_key[(part[0], part[1])], attribute).append(dict(zip(columns, part[2:], strict=True)))
     for verdict in conn.execute(select(VERDICTS).where(_keys_condition(VERDICTS, keys))):
         by_key[(verdict.report_id, verdict.record_no)].verdict = verdict_json(verdict)
+    addresses = {row.source_ip for row in rows if row.source_ip}
+    senders = {found.ip: {name: getattr(found, name) for name in SENDER_FIELDS} for found in conn.execute(
+        select(ADDRESSES.c.ip, *(ADDRESSES.c[name] for name in SENDER_FIELDS))
+        .where(ADDRESSES.c.ip.in_(addresses), ADDRESSES.c.identified_at.is_not(None)))}
+    for row in rows:
+        row.sender = senders.get(row.source_ip or "")
     return rows
 
 

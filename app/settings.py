@@ -19,6 +19,7 @@ from ingest.dns_resolver import LiveResolver, parse_nameservers
 from ingest.ingest_workers import IngestWorkers
 from ingest.limits import UnpackLimits
 from ingest.mailbox_config import MailboxConfig, TlsMode
+from ingest.sender_catalogue import SenderCatalogue
 
 _DEFAULTS = UnpackLimits()
 
@@ -81,6 +82,9 @@ class Settings(BaseSettings):
     domains: str | list[str] = Field(
         default="", description="domains to snapshot besides those seen in reports: comma-separated, "
                                  "or a list in the TOML file")
+    senders_file: Path | None = Field(
+        default=None, description="a TOML file of sender catalogue entries, added to the shipped catalogue "
+                                  "(an entry with a shipped entry's name replaces it)")
     redact_local_parts: bool = Field(
         default=False, description="failure reports: store addresses as `redacted@domain` (the domain "
                                    "is kept for analysis); message bodies are never stored")
@@ -137,6 +141,8 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _check_dns(self) -> Settings:
         self.nameservers()  # a mistyped server is a settings error at start
+        if self.senders_file is not None:
+            self.sender_catalogue()  # and so is a broken catalogue file
         return self
 
     def nameservers(self) -> list[str]:
@@ -146,6 +152,9 @@ class Settings(BaseSettings):
     def configured_domains(self) -> list[str]:
         items = self.domains.split(",") if isinstance(self.domains, str) else self.domains
         return sorted({item.strip().lower().rstrip(".") for item in items if item.strip()})
+
+    def sender_catalogue(self) -> SenderCatalogue:
+        return SenderCatalogue.load(self.senders_file)
 
     def live_resolver(self) -> LiveResolver:
         return LiveResolver(self.nameservers() or None, timeout=self.dns_timeout, lifetime=self.dns_lifetime)

@@ -23,10 +23,18 @@ from ingest.dns_snapshot_store import last_checked
 from ingest.dns_snapshot_taker import SnapshotRun, take_snapshots
 from ingest.dns_source import DnsSource, domain_name
 from ingest.recompute import DKIM, RECORDS, REPORTS, SPF, RecomputeStats, mark_due, recompute
+from ingest.reverse_dns import TtlCache
+from ingest.sender_catalogue import SenderCatalogue
+from ingest.source_enrichment import identify_sources
+from ingest.spf_include_index import snapshot_includes
 
 log = logging.getLogger(__name__)
 
 CYCLE_SECONDS = 60.0
+IDENTITY_REFRESH = timedelta(days=7)
+"""Source addresses are identified again after this long: reverse DNS and networks move."""
+IDENTIFY_PER_CYCLE = 20_000
+"""At most this many addresses per cycle, so a large first backlog does not hold up judging."""
 
 
 @dataclass(slots=True)
@@ -99,8 +107,12 @@ def snapshot_and_mark(engine: Engine, live: DnsSource, targets: Targets) -> Snap
 
 
 def cycle(engine: Engine, live: DnsSource, configured: Sequence[str], interval: timedelta, *,
-          everything: bool = True) -> RecomputeStats:
-    """Snapshot what is due (of everything, or of the reports not judged yet), then judge."""
+          everything: bool = True, catalogue: SenderCatalogue | None = None,
+          reverse: DnsSource | None = None) -> RecomputeStats:
+    """Snapshot what is due (of everything, or of the reports not judged yet), identify the
+    sources not identified yet (with `catalogue`; reverse lookups through `reverse`, a cache
+    over `live`), then judge: identification first, since a source's type takes part in its
+    records' class."""
     targets = due_targets(engine, watch_targets(engine, configured, due_reports_only=not everything),
                           interval)
     if targets.domains or targets.dkim_keys:
@@ -108,6 +120,14 @@ def cycle(engine: Engine, live: DnsSource, configured: Sequence[str], interval: 
         log.info("DNS snapshot: %d domains, %d DKIM keys, %d answers, %d changed, %d failed lookups",
                  len(targets.domains), len(targets.dkim_keys), run.answers, len(run.changed),
                  len(run.failures))
+    if catalogue is not None:
+        if everything:
+            snapshot_includes(engine, live, catalogue, interval, datetime.now(UTC))
+        found = identify_sources(engine, reverse or live, catalogue, stale_after=IDENTITY_REFRESH,
+                                 limit=IDENTIFY_PER_CYCLE)
+        if found.sources:
+            log.info("identified %d source addresses (%d by the sender catalogue, %d changed type) in %.1f s",
+                     found.sources, found.matched, found.retyped, found.seconds)
     stats = recompute(engine)
     if stats.records:
         log.info("judged %d records of %d reports in %.1f s", stats.records, stats.reports, stats.seconds)
@@ -118,9 +138,11 @@ class DnsWatcher:
     """The background cycle of `rua serve`; a failed cycle is logged and tried again."""
 
     def __init__(self, engine: Engine, live: DnsSource, configured: Sequence[str], interval: timedelta,
-                 cycle_seconds: float = CYCLE_SECONDS) -> None:
+                 cycle_seconds: float = CYCLE_SECONDS, catalogue: SenderCatalogue | None = None) -> None:
         self._engine = engine
         self._live = live
+        self._catalogue = catalogue
+        self._reverse = TtlCache(live)  # reverse lookups repeat across cycles; snapshots must not be cached
         self._configured = list(configured)
         self._interval = interval
         self._cycle_seconds = cycle_seconds
@@ -140,7 +162,8 @@ class DnsWatcher:
             now = datetime.now(UTC)
             everything = last_full is None or now - last_full >= min(self._interval, timedelta(hours=1))
             try:
-                cycle(self._engine, self._live, self._configured, self._interval, everything=everything)
+                cycle(self._engine, self._live, self._configured, self._interval, everything=everything,
+                      catalogue=self._catalogue, reverse=self._reverse)
                 if everything:
                     last_full = now
             except Exception:

@@ -28,9 +28,11 @@ from app.models import (
     RecordDkimResult,
     RecordSpfResult,
     Report,
+    SourceAddress,
     table_of,
 )
 from ingest.dns_snapshot_store import SNAPSHOTS, load_history
+from ingest.record_class import FORWARDING_SOURCE_TYPES
 from ingest.record_verdict import RecordJudge, ReportPolicy, Verdict
 from ingest.verdict_rows import StoredRecord, VerdictWriter, read_records
 
@@ -40,6 +42,7 @@ REPORTS = table_of(Report)
 RECORDS = table_of(Record)
 DKIM = table_of(RecordDkimResult)
 SPF = table_of(RecordSpfResult)
+ADDRESSES = table_of(SourceAddress)
 MAX_PASSES = 3
 BATCH_RECORDS = 20_000
 """Records judged and written per transaction: large enough to amortise each statement,
@@ -89,7 +92,8 @@ def _recompute_share(engine: Engine, everything: bool, domains: Sequence[str] | 
             with engine.connect() as conn:
                 history_mark = _history_mark(conn)
                 judge = RecordJudge(load_history(conn))
-            _run(engine, judge, condition, batch_records, stats, started, progress)
+                source_types = forwarding_sources(conn)
+            _run(engine, judge, source_types, condition, batch_records, stats, started, progress)
             with engine.connect() as conn:
                 if _history_mark(conn) == history_mark:
                     break
@@ -122,8 +126,9 @@ def _worker(url: str, everything: bool, domains: list[str], batch_records: int,
         engine.dispose()
 
 
-def _run(engine: Engine, judge: RecordJudge, condition: list[Any], batch_records: int, stats: RecomputeStats,
-         started: float, progress: Callable[[RecomputeStats], None] | None) -> None:
+def _run(engine: Engine, judge: RecordJudge, source_types: dict[str, str], condition: list[Any],
+         batch_records: int, stats: RecomputeStats, started: float,
+         progress: Callable[[RecomputeStats], None] | None) -> None:
     """One pass: each batch read in a read transaction, judged, then written in a write
     transaction of its own (SQLite: taken up front), so ingest is never held up for the
     judging, and a writer that came between cannot make the write fail."""
@@ -134,7 +139,7 @@ def _run(engine: Engine, judge: RecordJudge, condition: list[Any], batch_records
             ids = _next_batch(conn, condition, after, batch_records)
             if not ids:
                 return
-            policies, stored = _read_batch(conn, ids)
+            policies, stored = _read_batch(conn, ids, source_types)
         after = ids[-1]
         rows, totals = _judge_batch(judge, policies, stored)
         with engine.connect().execution_options(**{BEGIN_MODE: "IMMEDIATE"}) as conn, conn.begin():
@@ -200,14 +205,23 @@ def mark_due(conn: Connection, domains: Iterable[str] = (), dkim_keys: Iterable[
     return touched
 
 
-def _read_batch(conn: Connection, ids: list[int]) -> tuple[list[ReportPolicy], dict[int, list[StoredRecord]]]:
+def forwarding_sources(conn: Connection) -> dict[str, str]:
+    """The addresses sender identification named forwarders or mailbox providers: the only
+    service types a verdict depends on, and few enough to hold for the run."""
+    return {ip: kind for ip, kind in conn.execute(
+        select(ADDRESSES.c.ip, ADDRESSES.c.service_type)
+        .where(ADDRESSES.c.service_type.in_(sorted(FORWARDING_SOURCE_TYPES))))}
+
+
+def _read_batch(conn: Connection, ids: list[int], source_types: dict[str, str]
+                ) -> tuple[list[ReportPolicy], dict[int, list[StoredRecord]]]:
     policies = [ReportPolicy(row.id, row.policy_domain, row.p, row.adkim, row.aspf, row.discovery_method,
                              row.date_begin, row.date_end, row.ingested_at)
                 for row in conn.execute(select(
                     REPORTS.c.id, REPORTS.c.policy_domain, REPORTS.c.p, REPORTS.c.adkim, REPORTS.c.aspf,
                     REPORTS.c.discovery_method, REPORTS.c.date_begin, REPORTS.c.date_end,
                     REPORTS.c.ingested_at).where(REPORTS.c.id.in_(ids)))]
-    return policies, read_records(conn, ids)
+    return policies, read_records(conn, ids, source_types)
 
 
 def _judge_batch(judge: RecordJudge, policies: list[ReportPolicy], stored: dict[int, list[StoredRecord]]

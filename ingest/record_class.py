@@ -19,11 +19,11 @@ and `classify` applies them in a fixed order (the first that holds wins):
 5. `forwarding_failure` — DMARC fails, the source is not authorised by the domain's SPF, and
    an aligned DKIM signature is present but failed: the domain signed the message and
    something on the way (a forwarder or list rewriting it) broke the signature.
-6. `unauthorised` — everything else: a source the domain neither authorises nor signs for,
+6. `forwarding_failure` — DMARC fails, the source is not authorised by the domain's SPF,
+   and sender identification names it a forwarder, mailing list or mailbox provider
+   (ingest.source_identity): mail the domain sent elsewhere first, passed on from there.
+7. `unauthorised` — everything else: a source the domain neither authorises nor signs for,
    a spoofing candidate.
-
-Forwarders and mailbox providers known by name join rule 5 once sender identification
-exists; until then forwarding is recognised by the evidence in the record alone.
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 FORWARDING_REASONS = frozenset({"forwarded", "mailing_list", "trusted_forwarder"})
+FORWARDING_SOURCE_TYPES = frozenset({"forwarder", "mailbox_provider"})
+"""Catalogue service types (ingest.sender_catalogue) whose failing mail is forwarding."""
 SPF_NOT_PASSING = frozenset({"fail", "softfail", "neutral", "none", "permerror"})
 
 
@@ -59,6 +61,8 @@ class ClassEvidence:
     aligned_dkim_failed: bool
     """A signature of an aligned domain is present and did not pass."""
     override_reasons: frozenset[str] = frozenset()
+    known_forwarder: bool = False
+    """Sender identification names the source a forwarder, mailing list or mailbox provider."""
 
 
 def is_forwarded(e: ClassEvidence) -> bool:
@@ -82,12 +86,17 @@ def is_broken_signature_failure(e: ClassEvidence) -> bool:
     return not e.dmarc_pass and not e.own_spf_pass and e.aligned_dkim_failed
 
 
+def is_known_forwarder_failure(e: ClassEvidence) -> bool:
+    return not e.dmarc_pass and not e.own_spf_pass and e.known_forwarder
+
+
 RULES = (
     (is_forwarded, RecordClass.FORWARDED),
     (is_aligned, RecordClass.ALIGNED),
     (is_reported_forwarding_failure, RecordClass.FORWARDING_FAILURE),
     (is_misconfigured, RecordClass.MISCONFIGURED),
     (is_broken_signature_failure, RecordClass.FORWARDING_FAILURE),
+    (is_known_forwarder_failure, RecordClass.FORWARDING_FAILURE),
 )
 
 

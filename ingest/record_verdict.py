@@ -35,7 +35,7 @@ from ingest.dmarc_record import is_dmarc_record, parse_dmarc_record
 from ingest.dns_history import DnsHistory, HistorySource
 from ingest.dns_source import DnsOutcome, domain_name
 from ingest.org_domain import DiscoveryMethod, psl_org_domain, tree_walk
-from ingest.record_class import ClassEvidence, RecordClass, classify
+from ingest.record_class import FORWARDING_SOURCE_TYPES, ClassEvidence, RecordClass, classify
 from ingest.spf_compiled import CompiledSpf, client_number, compile_spf
 from ingest.spf_evaluator import check_host, client_address, usable_domain
 from ingest.spf_record import Verdict as SpfVerdict
@@ -98,6 +98,8 @@ class RecordFacts(NamedTuple):
     dkim: tuple[DkimAuth, ...] = ()
     spf: tuple[SpfAuth, ...] = ()
     override_reasons: tuple[str, ...] = ()
+    source_type: str | None = None
+    """the source's catalogue service type, when sender identification named one"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,7 +251,8 @@ class RecordJudge:
             spf_aligned=spf_aligned, dkim_aligned=dkim_aligned,
             spf_result=reporter_spf or spf_check.value, own_spf_pass=own_check.value == "pass",
             own_dkim_pass=own_dkim_pass, aligned_dkim_failed=aligned_dkim_failed,
-            override_reasons=frozenset(reason.lower() for reason in record.override_reasons))
+            override_reasons=frozenset(reason.lower() for reason in record.override_reasons),
+            known_forwarder=record.source_type in FORWARDING_SOURCE_TYPES)
         return Verdict(
             record_class=classify(evidence), dmarc=dmarc,
             spf_aligned=spf_aligned, dkim_aligned=dkim_aligned, spf_result=spf_check.value,

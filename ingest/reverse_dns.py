@@ -69,6 +69,11 @@ def reverse_name(ip: str) -> str:
 
 
 def _address(ip: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    if ":" not in ip:  # the common case, from packed bytes: a tenth of ip_address's parsing time
+        try:
+            return ipaddress.IPv4Address(socket.inet_pton(socket.AF_INET, ip))
+        except (OSError, TypeError):
+            raise ValueError(f"{ip!r} is not an IP address") from None
     address = ipaddress.ip_address(ip)
     if isinstance(address, ipaddress.IPv6Address):
         if address.scope_id is not None:
@@ -129,20 +134,57 @@ def check_many(source: DnsSource, ips: Iterable[str], workers: int = 16) -> dict
 
     Concurrency is what makes a batch affordable: each check waits on two or more round trips,
     and each query is bounded by the resolver's own timeout, so a dead reverse zone costs its
-    timeout once per address without holding up the others.
+    timeout once per address without holding up the others. Each worker takes a run of
+    addresses in turn rather than one task per address: from a warm cache a check takes
+    microseconds, and a task per address would cost more than the check.
     """
-    distinct = []
-    for ip in dict.fromkeys(ips):
-        try:
-            _address(ip)
-        except (ValueError, TypeError):
-            continue
-        distinct.append(ip)
-    if not distinct:
-        return {}
-    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(distinct))),
-                            thread_name_prefix="reverse-dns") as pool:
-        return dict(zip(distinct, pool.map(lambda ip: check_reverse(source, ip), distinct), strict=True))
+    distinct = list(dict.fromkeys(ips))
+    checked: dict[str, ReverseDns] = {}
+    pending = []
+    if isinstance(source, TtlCache):  # what the cache can answer whole needs no thread
+        cached_only = _CachedOnly(source)
+        for ip in distinct:
+            try:
+                checked[ip] = check_reverse(cached_only, ip)
+            except _NotCached:
+                pending.append(ip)
+            except (ValueError, TypeError):
+                continue
+    else:
+        for ip in distinct:
+            try:
+                _address(ip)
+            except (ValueError, TypeError):
+                continue
+            pending.append(ip)
+    if pending:
+        checked |= _check_in_threads(source, pending, workers)
+    return {ip: checked[ip] for ip in distinct if ip in checked}
+
+
+def _check_in_threads(source: DnsSource, distinct: list[str], workers: int) -> dict[str, ReverseDns]:
+    workers = max(1, min(workers, len(distinct)))
+    runs = [distinct[start::workers * 4] for start in range(workers * 4)]  # interleaved: even work
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="reverse-dns") as pool:
+        return dict(pair for run in pool.map(lambda run: [(ip, check_reverse(source, ip)) for ip in run],
+                                             runs) for pair in run)
+
+
+class _NotCached(Exception):
+    """Not a ValueError: check_reverse takes those for names no query can carry."""
+
+
+class _CachedOnly:
+    """A DnsSource answering from a TtlCache alone, raising _NotCached where it would have to ask."""
+
+    def __init__(self, cache: TtlCache) -> None:
+        self._cache = cache
+
+    def lookup(self, name: str, rdtype: RecordType) -> DnsAnswer:
+        answer = self._cache.cached(name, rdtype)
+        if answer is None:
+            raise _NotCached(name)
+        return answer
 
 
 class TtlCache:
@@ -178,6 +220,16 @@ class TtlCache:
     def __len__(self) -> int:
         with self._lock:
             return len(self._entries)
+
+    def cached(self, name: str, rdtype: RecordType) -> DnsAnswer | None:
+        """The cached answer, if one is still fresh; never asks upstream."""
+        key = (domain_name(name), rdtype)
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None and self._clock() < entry[0]:
+                self.hits += 1
+                return entry[1]
+        return None
 
     def lookup(self, name: str, rdtype: RecordType) -> DnsAnswer:
         key = (domain_name(name), rdtype)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -53,8 +53,11 @@ def _fetch(conn: Connection, sql: str) -> list[tuple[Any, ...]]:
         cursor.close()
 
 
-def read_records(conn: Connection, ids: Sequence[int]) -> dict[int, list[StoredRecord]]:
-    """Every record of the reports `ids`, with its auth results and override reasons."""
+def read_records(conn: Connection, ids: Sequence[int],
+                 source_types: Mapping[str, str] | None = None) -> dict[int, list[StoredRecord]]:
+    """Every record of the reports `ids`, with its auth results, override reasons and, from
+    `source_types` (address to catalogue service type), what its source is known to be."""
+    types = source_types or {}
     where = f"WHERE report_id IN ({_in_list(ids)})"
     dkim: dict[tuple[int, int], list[DkimAuth]] = defaultdict(list)
     for row in _fetch(conn, (
@@ -79,7 +82,7 @@ def read_records(conn: Connection, ids: Sequence[int]) -> dict[int, list[StoredR
         key = (report_id, record_no)
         records[report_id].append((record_no, count, RecordFacts(
             source_ip, header_from, envelope_from, policy_dkim, policy_spf, tuple(dkim.get(key, ())),
-            tuple(spf.get(key, ())), tuple(reasons.get(key, ())))))
+            tuple(spf.get(key, ())), tuple(reasons.get(key, ())), types.get(source_ip or ""))))
     return records
 
 

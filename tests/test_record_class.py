@@ -13,6 +13,7 @@ from ingest.record_class import (
     is_aligned,
     is_broken_signature_failure,
     is_forwarded,
+    is_known_forwarder_failure,
     is_misconfigured,
     is_reported_forwarding_failure,
 )
@@ -89,6 +90,24 @@ def test_broken_signature_from_an_authorised_source_is_misconfiguration():
     failed = replace(SPOOF, aligned_dkim_failed=True, own_spf_pass=True)
     assert not is_broken_signature_failure(failed)
     assert classify(failed) is RecordClass.MISCONFIGURED
+
+
+def test_failure_from_a_known_forwarder_or_mailbox_provider_is_forwarding_failure():
+    """Sender identification named the source a forwarder, list or mailbox provider."""
+    relayed = replace(SPOOF, known_forwarder=True)
+    assert is_known_forwarder_failure(relayed)
+    assert classify(relayed) is RecordClass.FORWARDING_FAILURE
+
+
+def test_a_known_mailbox_provider_the_domain_authorises_is_misconfiguration():
+    """The domain's own Google Workspace failing alignment is the domain's to fix, not forwarding."""
+    own_provider = replace(SPOOF, known_forwarder=True, own_spf_pass=True)
+    assert not is_known_forwarder_failure(own_provider)
+    assert classify(own_provider) is RecordClass.MISCONFIGURED
+
+
+def test_a_known_forwarder_passing_dmarc_is_not_a_failure():
+    assert classify(replace(OWN, known_forwarder=True)) is RecordClass.ALIGNED
 
 
 def test_unauthorised_is_what_no_rule_claims():

@@ -276,3 +276,21 @@ def test_missing_config_file_is_a_clear_command_error(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) <= 3, result.stderr
     assert not (tmp_path / "rua.db").exists() and not (tmp_path / "rua-data").exists()
+
+
+def test_a_senders_file_extends_the_catalogue_and_a_broken_one_is_refused(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    extra = tmp_path / "senders.toml"
+    extra.write_text('[[service]]\nname = "Our Relay"\ntype = "forwarder"\nptr_domains = ["relay.example"]\n')
+    monkeypatch.setenv("RUA_SENDERS_FILE", str(extra))
+    catalogue = Settings().sender_catalogue()
+    found = catalogue.by_ptr("mx1.relay.example")
+    assert found is not None and (found.name, str(found.type)) == ("Our Relay", "forwarder")
+    assert catalogue.by_name("Google Workspace / Gmail") is not None  # the shipped entries stay
+
+    extra.write_text('[[service]]\nname = "Broken"\ntype = "spaceship"\n')
+    with pytest.raises(ValidationError, match="spaceship"):
+        Settings()
+    monkeypatch.setenv("RUA_SENDERS_FILE", str(tmp_path / "missing.toml"))
+    with pytest.raises((ValidationError, FileNotFoundError), match=r"missing\.toml"):
+        Settings()

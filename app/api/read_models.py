@@ -65,6 +65,9 @@ RECORD_EXAMPLE: dict[str, Any] = {
                           "key_state": "present"}],
                 "reasons": [], "org_domain": "example.com", "discovery_method": "psl",
                 "dns_as_of": "2026-11-01T12:00:00Z"},
+    "sender": {"sender": "Example Mail", "service": "Example Mail", "service_type": "esp",
+               "ptr": "o1.mta.example.net", "base_domain": "example.net", "asn": 64500,
+               "as_name": "EXAMPLE-NET", "country": "NL"},
 }
 
 
@@ -97,6 +100,21 @@ class Verdict(BaseModel):
     model_config = {"populate_by_name": True, "serialize_by_alias": True}
 
 
+class Sender(BaseModel):
+    """Who the source address is, as sender identification found (ingest.source_identity)."""
+
+    sender: str | None = Field(description="catalogue service, else PTR base domain, else AS name, "
+                                           "else unknown")
+    service: str | None
+    service_type: str | None = Field(description="mailbox_provider, esp, crm, forwarder, security_gateway "
+                                                 "or hosting")
+    ptr: str | None
+    base_domain: str | None
+    asn: int | None
+    as_name: str | None
+    country: str | None
+
+
 class RecordItem(BaseModel):
     """One `<record>`: a source address, a message count, and what the receiver decided."""
 
@@ -121,6 +139,7 @@ class RecordItem(BaseModel):
     dkim_results: list[DkimResult] = Field(description="each DKIM signature, unaligned results included")
     spf_results: list[SpfResult]
     verdict: Verdict | None = Field(description="Rua's verdict; null until the record has been judged")
+    sender: Sender | None = Field(default=None, description="who the source is; null until identified")
 
 
 class RecordPage(Page[RecordItem]):
@@ -298,18 +317,43 @@ class SummaryOut(Volume):
     days: list[DayVolume]
 
 
-class SourceItem(Volume):
-    model_config = _example({"source_ip": "192.0.2.10", **_VOLUME, "first_day": "2026-11-01",
-                             "last_day": "2026-11-01"})
+_SOURCE = {"group": "ip", "key": "192.0.2.10", "source_ip": "192.0.2.10", "sources": 1, **_VOLUME,
+           "classes": _CLASSES, "first_day": "2026-11-01", "last_day": "2026-11-01",
+           "sender": "Example Mail", "service": "Example Mail", "service_type": "esp", "matched_by": "ptr",
+           "ptr": "o1.mta.example.net", "reverse_dns": "confirmed", "base_domain": "example.net",
+           "asn": 64500, "as_name": "EXAMPLE-NET", "country": "NL"}
 
-    source_ip: str
+
+class SourceItem(Volume):
+    """One group of source addresses. By address (`group=ip`), every identity field is the
+    address's own; by service or AS, those all its addresses share; otherwise null."""
+
+    model_config = _example(_SOURCE)
+
+    group: str = Field(description="service, base_domain, asn, country or ip")
+    key: str = Field(description="the group's value: `pending` while its addresses are not identified, "
+                                 "`unknown` when identification found nothing")
+    source_ip: str | None = Field(default=None, description="the address, when grouped by ip")
+    sources: int = Field(description="distinct source addresses in the group")
+    classes: ClassVolume
     first_day: date | None
     last_day: date | None
+    sender: str | None = Field(default=None, description="catalogue service, else PTR base domain, else "
+                                                         "AS name, else unknown")
+    service: str | None = Field(default=None, description="the catalogue's name for it")
+    service_type: str | None = Field(default=None, description="mailbox_provider, esp, crm, forwarder, "
+                                                               "security_gateway or hosting")
+    matched_by: str | None = Field(default=None, description="the catalogue rule that named the service")
+    ptr: str | None = None
+    reverse_dns: str | None = Field(default=None, description="confirmed, unconfirmed, no_ptr or temperror")
+    base_domain: str | None = None
+    asn: int | None = None
+    as_name: str | None = None
+    country: str | None = None
 
 
 class SourcePage(Page[SourceItem]):
-    model_config = _example({"total": 1, "limit": 100, "offset": 0, "items": [
-        {"source_ip": "192.0.2.10", **_VOLUME, "first_day": "2026-11-01", "last_day": "2026-11-01"}]})
+    model_config = _example({"total": 1, "limit": 100, "offset": 0, "items": [_SOURCE]})
 
 
 _DOMAIN = {"domain": "example.com", "reports": 1, **_VOLUME, "first_day": "2026-11-01",

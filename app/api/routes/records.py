@@ -17,7 +17,8 @@ router = APIRouter(prefix="/api/v1/records", tags=["records"], responses=problem
 
 CSV_COLUMNS = ("report_id", "record_no", "org_name", "policy_domain", "date_begin", "date_end", "source_ip",
                "count", "disposition", "dkim", "spf", "dmarc", "header_from", "envelope_from", "envelope_to",
-               "reasons", "dkim_results", "spf_results", "class", "verdict_dmarc", "verdict_reasons")
+               "reasons", "dkim_results", "spf_results", "class", "verdict_dmarc", "verdict_reasons",
+               "sender", "service_type")
 
 
 @router.get("", response_model=RecordPage, responses=CSV_RESPONSE)
@@ -54,4 +55,6 @@ def _csv_row(row: RecordRow) -> list[Any]:
     values.append("; ".join(f"{r['domain']}({r['scope'] or ''})={r['result']}" for r in row.spf_results))
     verdict = row.verdict or {}
     values += [verdict.get("class"), verdict.get("dmarc"), "; ".join(verdict.get("reasons") or ())]
+    sender = row.sender or {}
+    values += [sender.get("sender"), sender.get("service_type")]
     return values

@@ -1,39 +1,50 @@
-"""Volumes and pass rates per source address."""
+"""Volumes, pass rates and classes per source: by address, or by who the addresses are."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 
 from app.api.csv_export import CSV_RESPONSE, csv_response, wants_csv
-from app.api.read_models import SourceItem, SourcePage
+from app.api.read_models import ClassVolume, SourceItem, SourcePage
 from app.deps import EngineDep, FormatParam, PageDep, ReadAccess, RecordFilterDep
-from app.grouped_query import grouped
 from app.problems import problem_responses
+from app.source_groups import SourceGrouping, source_groups
+from ingest.source_enrichment import IDENTITY_COLUMNS
 
 router = APIRouter(prefix="/api/v1/sources", tags=["analytics"], responses=problem_responses(401, 403, 422))
 
-CSV_COLUMNS = ("source_ip", "messages", "records", "dmarc_pass", "dmarc_fail", "dmarc_pass_rate",
-               "spf_aligned_pass_rate", "dkim_aligned_pass_rate", "none", "quarantine", "reject", "first_day",
-               "last_day")
+CLASS_COLUMNS = tuple(ClassVolume.model_fields)
+CSV_COLUMNS = ("group", "key", "source_ip", "sources", "messages", "records", "dmarc_pass", "dmarc_fail",
+               "dmarc_pass_rate", "spf_aligned_pass_rate", "dkim_aligned_pass_rate", "none", "quarantine",
+               "reject", *CLASS_COLUMNS, "first_day", "last_day", *IDENTITY_COLUMNS)
 
 
 @router.get("", response_model=SourcePage, responses=CSV_RESPONSE)
 def list_sources(request: Request, engine: EngineDep, _: ReadAccess, flt: RecordFilterDep, page: PageDep,
+                 group: Annotated[SourceGrouping, Query(
+                     description="Group by catalogue service (else the sender's base domain or AS name), "
+                                 "PTR base domain, AS, country, or source address.")] = "ip",
                  format_: FormatParam = None) -> Any:
-    """Source addresses by message volume, with their DMARC, aligned SPF and DKIM pass rates."""
+    """Sources by message volume, with their DMARC, aligned SPF and DKIM pass rates, the classes
+    of Rua's verdicts, and who they are (reverse DNS, network, catalogue service)."""
     csv = wants_csv(request, format_)
     limit = page.limit if csv else page.json_limit()
     with engine.connect() as conn:
-        result = grouped(conn, flt, "source_ip", limit, page.offset)
-    items = [SourceItem.of(group.tally, source_ip=group.key, first_day=group.first_day,
-                           last_day=group.last_day) for group in result.groups]
+        result = source_groups(conn, flt, group, limit, page.offset)
+    items = [SourceItem.of(
+        found.group.tally, group=group, key=found.group.key,
+        source_ip=found.group.key if group == "ip" else None, sources=found.sources,
+        classes=ClassVolume.of(found.classes, found.group.tally.messages),
+        first_day=found.group.first_day, last_day=found.group.last_day, **found.identity)
+        for found in result.groups]
     if csv:
         return csv_response("sources.csv", CSV_COLUMNS, (
-            [item.source_ip, item.messages, item.records, item.dmarc_pass, item.dmarc_fail,
-             item.dmarc_pass_rate, item.spf_aligned_pass_rate, item.dkim_aligned_pass_rate,
-             item.dispositions.none, item.dispositions.quarantine, item.dispositions.reject, item.first_day,
-             item.last_day]
+            [item.group, item.key, item.source_ip, item.sources, item.messages, item.records, item.dmarc_pass,
+             item.dmarc_fail, item.dmarc_pass_rate, item.spf_aligned_pass_rate, item.dkim_aligned_pass_rate,
+             item.dispositions.none, item.dispositions.quarantine, item.dispositions.reject,
+             *(getattr(item.classes, name) for name in CLASS_COLUMNS), item.first_day, item.last_day,
+             *(getattr(item, name) for name in IDENTITY_COLUMNS)]
             for item in items))
     return SourcePage(total=result.total, limit=page.json_limit(), offset=page.offset, items=items)
