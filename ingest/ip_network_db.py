@@ -19,17 +19,7 @@ looks up every source address of every report. Only the sections needed are read
 - `col.network.asn`, `col.network.handle`, `link.network.operator`, `col.operator.company`;
 - `strings`: the text pool the `text` columns point into.
 
-File layout (format 2): `PLEVIN\\0`, a format byte, a little-endian u32 header length and a JSON
-header giving each section's offset, count, encoding, block and group sizes and LZMA tuning. A
-section is: u32 block count, u32 key width, u32 block offsets (count + 1), the big-endian first
-key of each block, then blocks, each raw LZMA1 on its own. Column blocks are a width byte and
-little-endian values (signed steps for `delta`, summed from 0 in each block); index blocks are
-varints (count, gaps between group heads, group byte lengths, then per group the gaps between
-its addresses, in units of 2**64 for IPv6, followed for IPv6 by each address's low 64 bits);
-string blocks are front-coded groups of 64.
-
-The file is plain data (a JSON header and LZMA-compressed numbers and text) and is parsed, never
-executed or unpickled, so a tampered package could at worst make the answers wrong or the load fail.
+The file format itself is read by ingest.plevin_file.
 
 Address ranges are decoded lazily, one group of 128 at a time, the first time a lookup lands in
 the group: decoding all 1.5 million range starts up front is pure-Python varint work costing most
@@ -41,19 +31,17 @@ GIL no lock is needed.
 
 from __future__ import annotations
 
-import json
-import lzma
 import socket
-import struct
 import sys
 from array import array
 from bisect import bisect_right
 from collections.abc import MutableSequence
-from dataclasses import dataclass
 from functools import cache, partial
 from importlib import resources
 from itertools import accumulate
-from typing import Any, Final, NamedTuple
+from typing import Final, NamedTuple
+
+from ingest.plevin_file import DatabaseFile, StringPool, block, column, exact, varints
 
 _MAGIC: Final = b"PLEVIN\0"
 _FORMAT: Final = 2
@@ -103,111 +91,6 @@ _new_info: Final = partial(tuple.__new__, NetworkInfo)
 costs a tenth of a lookup."""
 
 
-@dataclass(frozen=True, slots=True)
-class _Section:
-    entry: dict[str, Any]
-    keys: list[int]
-    blocks: list[bytes]
-    """Still compressed; decompressed on demand by `_block`."""
-
-    @property
-    def count(self) -> int:
-        return int(self.entry["count"])
-
-
-class _File:
-    """The header and raw sections of one database file."""
-
-    def __init__(self, data: bytes) -> None:
-        if data[:len(_MAGIC)] != _MAGIC or data[len(_MAGIC)] != _FORMAT:
-            raise ValueError(f"not a plevin format-{_FORMAT} database")
-        size = struct.unpack_from("<I", data, len(_MAGIC) + 1)[0]
-        start = len(_MAGIC) + 5
-        self.header: dict[str, Any] = json.loads(data[start:start + size])
-        self.data = data
-        self.body = start + size
-
-    def section(self, name: str) -> _Section:
-        entry = self.header["sections"].get(name)
-        if entry is None:
-            raise ValueError(f"the database has no section {name!r}")
-        at = self.body + entry["offset"]
-        count, width = struct.unpack_from("<II", self.data, at)
-        offsets = struct.unpack_from(f"<{count + 1}I", self.data, at + 8)
-        at += 8 + 4 * (count + 1)
-        keys = [int.from_bytes(self.data[at + i * width:at + (i + 1) * width], "big") for i in range(count)]
-        at += width * count
-        blocks = [self.data[at + offsets[i]:at + offsets[i + 1]] for i in range(count)]
-        return _Section(entry, keys, blocks)
-
-
-def _block(section: _Section, index: int) -> bytes:
-    lc, lp, pb = section.entry["lzma"]
-    filters = [{"id": lzma.FILTER_LZMA1, "dict_size": _LZMA_WINDOW, "lc": lc, "lp": lp, "pb": pb}]
-    return lzma.LZMADecompressor(lzma.FORMAT_RAW, filters=filters).decompress(section.blocks[index])
-
-
-def _column(section: _Section) -> array[int]:
-    """A whole column as one flat array.
-
-    Each block picks its own value width, so narrower blocks are widened. For unsigned values
-    that is done on the bytes (zero high bytes added by strided slice assignment), which is a
-    C-speed copy, where converting through Python ints costs a quarter of a second per million.
-    """
-    encoding = section.entry["encoding"]
-    if encoding in ("delta", "signed"):
-        out = array("q")
-        for index in range(len(section.blocks)):
-            raw = _block(section, index)
-            values = array(_SIGNED[raw[0]], raw[1:])
-            if sys.byteorder == "big":
-                values.byteswap()
-            out.fromlist(list(accumulate(values)) if encoding == "delta" else values.tolist())
-    else:
-        raws = [_block(section, index) for index in range(len(section.blocks))]
-        wide = max((raw[0] for raw in raws), default=1)
-        parts = []
-        for raw in raws:
-            width, body = raw[0], raw[1:]
-            if width != wide:
-                widened = bytearray(len(body) // width * wide)
-                for byte in range(width):  # little-endian: the low bytes come first
-                    widened[byte::wide] = body[byte::width]
-                body = bytes(widened)
-            parts.append(body)
-        out = array(_UNSIGNED[wide], b"".join(parts))
-    if sys.byteorder == "big":
-        out.byteswap()
-    if len(out) != section.count:
-        raise ValueError(f"a column holds {len(out)} values, its header says {section.count}")
-    return out
-
-
-def _exact(values: array[int], width: int) -> bytes:
-    """The values as little-endian unsigned integers of exactly `width` bytes."""
-    exact = values if values.itemsize == width else array(_UNSIGNED[width], values)
-    if sys.byteorder == "big":
-        exact = array(exact.typecode, exact)
-        exact.byteswap()
-    return exact.tobytes()
-
-
-def _varints(data: bytes, at: int, count: int) -> tuple[list[int], int]:
-    values: list[int] = []
-    append = values.append
-    for _ in range(count):
-        byte = data[at]
-        at += 1
-        value, shift = byte & 0x7F, 7
-        while byte & 0x80:
-            byte = data[at]
-            at += 1
-            value |= (byte & 0x7F) << shift
-            shift += 7
-        append(value)
-    return values, at
-
-
 class _Family:
     """One address family's ranges and per-range columns.
 
@@ -217,7 +100,7 @@ class _Family:
     bisects within the group.
     """
 
-    def __init__(self, file: _File, version: int) -> None:
+    def __init__(self, file: DatabaseFile, version: int) -> None:
         self.bits = 32 if version == 4 else 128
         self.socket_family = socket.AF_INET if version == 4 else socket.AF_INET6
         section = file.section(f"spine.v{version}")
@@ -230,12 +113,12 @@ class _Family:
         self.group_row: list[int] = []
         row = 0
         for index, first in enumerate(section.keys):
-            raw = _block(section, index)
+            raw = block(section, index)
             self.raw.append(raw)
-            (count,), at = _varints(raw, 0, 1)
+            (count,), at = varints(raw, 0, 1)
             groups = -(-count // self.per_group)
-            gaps, at = _varints(raw, at, groups - 1)
-            lengths, at = _varints(raw, at, groups - 1)
+            gaps, at = varints(raw, at, groups - 1)
+            lengths, at = varints(raw, at, groups - 1)
             self.heads += accumulate(gaps, initial=first)
             self.group_start += accumulate(lengths, initial=at)
             for group in range(groups):
@@ -264,16 +147,16 @@ class _Family:
                 group += 1
             self.slice_group[top] = group
         self.slice_group[1 << _SLICE_BITS] = last
-        network = _column(file.section(f"spine.v{version}.network"))
-        prefix = _column(file.section(f"spine.v{version}.prefix"))
-        country = _column(file.section(f"spine.v{version}.country"))
+        network = column(file.section(f"spine.v{version}.network"))
+        prefix = column(file.section(f"spine.v{version}.prefix"))
+        country = column(file.section(f"spine.v{version}.country"))
         if not len(network) == len(prefix) == len(country) == row:
             raise ValueError(f"the IPv{version} columns do not match its index")
         packed = bytearray(8 * row)  # little-endian u64: link (4 bytes), prefix, country, 0, 0
         packed[0::8], packed[1::8], packed[2::8], packed[3::8] = (
-            _exact(network, 4)[byte::4] for byte in range(4))
-        packed[4::8] = prefix_bytes = _exact(prefix, 1)
-        packed[5::8] = _exact(country, 1)  # a code over 255 raises OverflowError here
+            exact(network, 4)[byte::4] for byte in range(4))
+        packed[4::8] = prefix_bytes = exact(prefix, 1)
+        packed[5::8] = exact(country, 1)  # a code over 255 raises OverflowError here
         if prefix_bytes.translate(None, bytes(range(self.bits + 1))):
             raise ValueError(f"the IPv{version} prefix lengths go past {self.bits}")
         self.ranges = array("Q", bytes(packed))
@@ -294,59 +177,16 @@ class _Family:
 
     def decode(self, group: int) -> None:
         raw, size, head = self.raw[self.group_block[group]], self.group_size[group], self.heads[group]
-        gaps, at = _varints(raw, self.group_start[group], size - 1)
+        gaps, at = varints(raw, self.group_start[group], size - 1)
         if self.bits == 32:
             starts = list(accumulate(gaps, initial=head))
         else:
-            hosts, _ = _varints(raw, at, size)
+            hosts, _ = varints(raw, at, size)
             networks = accumulate(gaps, initial=head >> _HOST_BITS)
             starts = [network << _HOST_BITS | host for network, host in zip(networks, hosts, strict=True)]
         first = self.group_row[group]
         self.starts[first:first + size] = array("I", starts) if self.bits == 32 else starts
         self.decoded[group] = 1  # only once the starts are in place: another thread may be looking
-
-
-class _Strings:
-    """The text pool: ids are 1-based (0 is the empty string); blocks and groups decoded lazily."""
-
-    def __init__(self, section: _Section) -> None:
-        self.section = section
-        self.per_block = int(section.entry["block"])
-        self.per_group = int(section.entry["group"])
-        self.block_groups: list[tuple[bytes, list[int]] | None] = [None] * len(section.blocks)
-        self.groups: dict[int, list[str]] = {}
-
-    def __getitem__(self, identifier: int) -> str:
-        if identifier <= 0:
-            return ""
-        group, place = divmod(identifier - 1, self.per_group)
-        texts = self.groups.get(group)
-        if texts is None:
-            texts = self.groups[group] = self._decode(group)
-        return texts[place]
-
-    def _decode(self, group: int) -> list[str]:
-        fanout = self.per_block // self.per_group
-        index, at = divmod(group, fanout)
-        block = self.block_groups[index]
-        if block is None:
-            raw = _block(self.section, index)
-            left = self.section.count - index * self.per_block
-            groups = min(fanout, -(-left // self.per_group))
-            lengths, start = _varints(raw, 0, groups - 1)
-            block = self.block_groups[index] = (raw, list(accumulate(lengths, initial=start)))
-        raw, starts = block
-        cursor = starts[at]
-        size = min(self.per_group, self.section.count - group * self.per_group)
-        texts: list[str] = []
-        previous = b""
-        for _ in range(size):
-            shared = raw[cursor]
-            (fresh,), cursor = _varints(raw, cursor + 1, 1)
-            previous = previous[:shared] + raw[cursor:cursor + fresh]
-            cursor += fresh
-            texts.append(previous.decode("utf-8", "replace"))
-        return texts
 
 
 def _span_table(networks: tuple[str, ...], family: int, bits: int) -> tuple[list[int], list[int]]:
@@ -364,19 +204,19 @@ class NetworkDb:
     """The database, read once; `lookup` and `lookup_packed` never raise."""
 
     def __init__(self, data: bytes) -> None:
-        file = _File(data)
+        file = DatabaseFile(data)
         self.data_built: str = str(file.header.get("built", ""))
         """The build date of the data ("2026-10-04"), to store beside answers derived from it."""
         codes = file.header["vocabularies"]["countries"]
         self._countries: list[str | None] = [code or None for code in codes][:256]
         self._countries += [None] * (256 - len(self._countries))  # a range's code is one byte
-        self._asn = _column(file.section("col.network.asn"))
+        self._asn = column(file.section("col.network.asn"))
         self._v4 = _Family(file, 4)
         self._v6 = _Family(file, 6)
-        self._handle = _column(file.section("col.network.handle"))
-        self._operator = _column(file.section("link.network.operator"))
-        self._company = _column(file.section("col.operator.company"))
-        self._strings = _Strings(file.section("strings"))
+        self._handle = column(file.section("col.network.handle"))
+        self._operator = column(file.section("link.network.operator"))
+        self._company = column(file.section("col.operator.company"))
+        self._strings = StringPool(file.section("strings"))
         self._systems: list[tuple[int | None, str | None] | None] = [None] * len(self._asn)
 
     @classmethod
