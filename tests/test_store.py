@@ -23,10 +23,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, Table, select
+from sqlalchemy import Engine, Table, select, text, update
 
 from app.db import create_db_engine
-from app.models import Original, Record, RecordDkimResult, RecordReason, RecordSpfResult, Report, ReportOrigin
+from app.models import (
+    Original,
+    Record,
+    RecordDkimResult,
+    RecordReason,
+    RecordSpfResult,
+    Report,
+    ReportOrigin,
+    table_of,
+)
 from ingest.limits import UnpackLimits
 from ingest.original_store import OriginalStore
 from ingest.pipeline import IngestPipeline, InputOutcome
@@ -505,16 +514,28 @@ def test_partly_failed_input_keeps_its_good_reports(
     assert counts(engine) == before
 
 
-def test_failure_and_tls_reports_are_deferred_not_failed(
+def test_a_broken_tls_report_is_kept_and_an_input_deferred_by_an_earlier_version_is_retried(
         pipeline: IngestPipeline, engine: Engine, tmp_path: Path) -> None:
-    """Kinds not parsed yet are recognised, kept, and not queued as failures."""
-    tls = b'{"organization-name": "Example", "date-range": {}, "policies": []}'
-    outcome = pipeline.ingest_path(write(tmp_path, "tls.json", tls))
-    assert outcome.status == "deferred"
-    assert [(r.kind, r.status) for r in outcome.reports] == [("tls", "deferred")]
+    """A TLS report without its date range fails clearly and stays for a retry; an input an
+    earlier version kept as deferred (its kind had no parser then) is parsed on retry."""
+    broken = b'{"organization-name": "Example", "report-id": "r1", "date-range": {}, "policies": []}'
+    outcome = pipeline.ingest_path(write(tmp_path, "tls.json", broken))
+    assert outcome.status == "failed" and outcome.reports[0].kind == "tls"
+    assert "start-datetime" in (outcome.reports[0].error or ""), outcome.reports[0].error
     (original,) = rows(engine, Original)
-    assert original["status"] == "deferred" and original["reports_deferred"] == 1
-    assert list(pipeline.retry_failed()) == []
+    assert original["status"] == "failed"
+
+    good = (b'{"organization-name": "Example", "report-id": "r2", "policies": [], "date-range": '
+            b'{"start-datetime": "2026-11-01T00:00:00Z", "end-datetime": "2026-11-01T23:59:59Z"}}')
+    kept = pipeline.ingest_path(write(tmp_path, "good.json", good))
+    with engine.begin() as conn:  # as an earlier version left it
+        conn.execute(update(table_of(Original)).where(table_of(Original).c.sha256 == kept.sha256)
+                     .values(status="deferred"))
+        conn.execute(text("DELETE FROM tls_report"))
+    retried = {outcome.sha256: outcome for outcome in pipeline.retry_failed()}
+    assert retried[kept.sha256].status == "ok"
+    assert [(r.kind, r.status) for r in retried[kept.sha256].reports] == [("tls", "new")]
+    assert retried[outcome.sha256].status == "failed"  # still broken, still kept
 
 
 # -- concurrency ------------------------------------------------------------------------------
