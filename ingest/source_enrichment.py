@@ -66,7 +66,6 @@ def identify_sources(engine: Engine, dns: DnsSource, catalogue: SenderCatalogue,
     db = db or network_db()
     stats = EnrichmentStats()
     with engine.connect() as conn:
-        includes = SpfIncludeIndex.build(conn, catalogue)
         query = select(ADDRESSES.c.id, ADDRESSES.c.ip, ADDRESSES.c.packed, ADDRESSES.c.service_type,
                        ADDRESSES.c.identified_at).where(ADDRESSES.c.ip != "")
         if not everything:
@@ -75,6 +74,8 @@ def identify_sources(engine: Engine, dns: DnsSource, catalogue: SenderCatalogue,
                 pending = pending | (ADDRESSES.c.identified_at < when - stale_after)
             query = query.where(pending)
         rows = conn.execute(query.order_by(ADDRESSES.c.id).limit(limit)).all()
+        # compiling every catalogued include costs a few dozen queries: not on the idle cycles
+        includes = SpfIncludeIndex.build(conn, catalogue) if rows else SpfIncludeIndex()
     for start in range(0, len(rows), BATCH):
         batch = rows[start:start + BATCH]
         reverse = check_many(dns, [row.ip for row in batch], workers=workers)
