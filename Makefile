@@ -41,6 +41,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/api_bench.py
 	$(BIN)/python bench/imap_bench.py
 	$(BIN)/python bench/recompute_bench.py
+	$(BIN)/python bench/sender_bench.py
+	$(BIN)/python bench/dashboard_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

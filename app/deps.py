@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import Depends, Query, Request
@@ -12,6 +14,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from app.api_tokens import Scope, authenticate
+from app.dashboard_sessions import SignedIn, find_session
 from app.models import ApiToken
 from app.problems import Problem
 from app.record_filter import RecordFilter, record_filter
@@ -55,6 +58,13 @@ def require(scope: Scope) -> Callable[..., ApiToken]:
     def check(request: Request, engine: EngineDep,
               credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> ApiToken:
         if credentials is None:
+            if scope is Scope.READ and request.method in ("GET", "HEAD"):
+                # the dashboard's "JSON" and "CSV" links: a signed-in person may read what the
+                # pages show; reads only, so a forged cross-site request changes nothing
+                user = signed_in_user(request, engine)
+                if user is not None:
+                    return ApiToken(name=f"dashboard:{user.username}", scope=Scope.READ.value, token_hash="",
+                                    prefix="", created_at=datetime.now(UTC))
             raise Problem(401, "unauthorized", "Unauthorized",
                           "send an API token as 'Authorization: Bearer <token>'", headers=_CHALLENGE)
         token = authenticate(engine, credentials.credentials)
@@ -102,3 +112,52 @@ FormatParam = Annotated[Literal["json", "csv"] | None, Query(
     alias="format", description="csv for a CSV export (as does `Accept: text/csv`).")]
 PageDep = Annotated[PageParams, Depends(page_params)]
 RecordFilterDep = Annotated[RecordFilter, Depends(record_filter)]
+
+
+# -- the dashboard -----------------------------------------------------------------------------
+
+SESSION_COOKIE = "rua_session"
+_UNSET = object()
+
+
+class LoginRequired(Exception):
+    """Raised by a page for an anonymous visitor; answered with a redirect to the login page
+    that comes back to `next_url`."""
+
+    def __init__(self, next_url: str) -> None:
+        super().__init__(next_url)
+        self.next_url = next_url
+
+
+def signed_in_user(request: Request, engine: Engine) -> SignedIn | None:
+    """The session of the request's cookie, looked up once per request."""
+    found = getattr(request.state, "signed_in", _UNSET)
+    if found is _UNSET:
+        found = find_session(engine, request.cookies.get(SESSION_COOKIE))
+        request.state.signed_in = found
+    return found  # type: ignore[return-value]
+
+
+def require_signed_in(request: Request, engine: EngineDep) -> SignedIn:
+    user = signed_in_user(request, engine)
+    if user is None:
+        query = request.url.query
+        raise LoginRequired(request.url.path + (f"?{query}" if query else ""))
+    return user
+
+
+SignedInDep = Annotated[SignedIn, Depends(require_signed_in)]
+
+
+async def require_csrf(request: Request, user: SignedInDep) -> SignedIn:
+    """A form post from the dashboard itself: its `csrf_token` field matches the session's."""
+    form = await request.form()
+    token = form.get("csrf_token")
+    if not isinstance(token, str) or not hmac.compare_digest(token.encode(), user.csrf_token.encode()):
+        raise Problem(403, "csrf-failed", "Forbidden",
+                      "this form is out of date or did not come from this dashboard; reload the page and "
+                      "send it again")
+    return user
+
+
+CsrfCheckedDep = Annotated[SignedIn, Depends(require_csrf)]

@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from urllib.parse import urlencode
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import RedirectResponse
 
 from app import __version__, problems
 from app.api.routes import (
@@ -15,8 +17,10 @@ from app.api.routes import (
     docs,
     domains,
     failures,
+    forwarding,
     health,
     metrics,
+    overview,
     records,
     report_upload,
     reports,
@@ -26,7 +30,10 @@ from app.api.routes import (
     tokens,
     users,
 )
+from app.dashboard.error_page import ErrorPage
+from app.dashboard.routes import ROUTERS as DASHBOARD_ROUTERS
 from app.db import get_engine
+from app.deps import LoginRequired
 from app.metrics import Metrics
 from app.request_observer import RequestObserver
 from app.settings import Settings, get_settings
@@ -83,12 +90,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.pipeline = IngestPipeline(app.state.engine, settings.data_dir, settings.unpack_limits,
                                         settings.redact_local_parts)
     problems.install(app)
+    app.state.error_page = ErrorPage()
+
+    @app.exception_handler(LoginRequired)
+    async def _sign_in_first(request: Request, exc: LoginRequired) -> RedirectResponse:
+        return RedirectResponse("/login?" + urlencode({"next": exc.next_url}), status_code=303)
+
     app.state.collected_mailboxes = settings.all_mailboxes() if settings.collect_in_serve else []
     app.state.collector_board = StatusBoard(app.state.engine) if app.state.collected_mailboxes else None
     app.state.metrics = Metrics(app.state.engine, app.state.collector_board)
     app.add_middleware(RequestObserver, metrics=app.state.metrics)
     for router in (health.router, reports.router, report_upload.router, records.router, summary.router,
                    sources.router, domains.router, dns.router, tls.router, failures.router, collector.router,
-                   tokens.router, users.router, metrics.router, docs.router):
+                   tokens.router, users.router, metrics.router, docs.router, forwarding.router,
+                   overview.router):
+        app.include_router(router)
+    for router in DASHBOARD_ROUTERS:
         app.include_router(router)
     return app

@@ -316,6 +316,20 @@ class DashboardUser(SQLModel, table=True):
     disabled: bool = False
 
 
+class DashboardSession(SQLModel, table=True):
+    """A signed-in browser. The cookie holds a random token of which only the SHA-256 is kept,
+    so a copy of the database signs nobody in; deleting the row signs the browser out."""
+
+    __tablename__ = "dashboard_session"
+
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(max_length=64, unique=True)
+    user_id: int = Field(foreign_key="dashboard_user.id", index=True, ondelete="CASCADE")
+    csrf_token: str = Field(max_length=64, description="must come back with every form the session posts")
+    created_at: datetime
+    expires_at: datetime
+
+
 # -- the IMAP collector ------------------------------------------------------------------------
 
 class CollectorMailbox(SQLModel, table=True):

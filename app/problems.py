@@ -13,7 +13,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.status import HTTP_422_UNPROCESSABLE_CONTENT, HTTP_500_INTERNAL_SERVER_ERROR
@@ -55,7 +55,11 @@ class Problem(Exception):
 
 
 def problem_response(request: Request, status: int, type_: str, title: str, detail: str | None,
-                     headers: Mapping[str, str] | None = None, **extra: Any) -> JSONResponse:
+                     headers: Mapping[str, str] | None = None, **extra: Any) -> Response:
+    """The problem document; or, for a person on a dashboard page, the same said as a page."""
+    page = getattr(request.app.state, "error_page", None)
+    if page is not None and page.wanted(request):
+        return page.render(request, status, title, detail, headers)  # type: ignore[no-any-return]
     body: dict[str, Any] = {"type": type_, "title": title, "status": status}
     if detail is not None:
         body["detail"] = detail
@@ -96,12 +100,12 @@ def install(app: FastAPI) -> None:
     app.openapi = _problem_media_in_schema(app)  # type: ignore[method-assign]
 
     @app.exception_handler(Problem)
-    async def _problem(request: Request, exc: Problem) -> JSONResponse:
+    async def _problem(request: Request, exc: Problem) -> Response:
         return problem_response(request, exc.status, exc.type, exc.title, exc.detail, exc.headers,
                                 **exc.extra)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         from http import HTTPStatus
 
         title = HTTPStatus(exc.status_code).phrase if exc.status_code in HTTPStatus._value2member_map_ \
@@ -110,7 +114,7 @@ def install(app: FastAPI) -> None:
         return problem_response(request, exc.status_code, "about:blank", title, detail, exc.headers)
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
         errors = [{"loc": list(error.get("loc", ())), "msg": error.get("msg", ""),
                    "type": error.get("type", "")} for error in exc.errors()]
         detail = "; ".join(f"{'.'.join(str(part) for part in e['loc'])}: {e['msg']}" for e in errors)
@@ -118,7 +122,7 @@ def install(app: FastAPI) -> None:
                                 "Invalid request", detail, errors=errors)
 
     @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         request_id = current_request_id()
         # Starlette answers this one outside the request-id middleware: name the id here

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, Table, and_, func, or_, select, tuple_
+from sqlalchemy import ColumnElement, Select, Table, and_, func, or_, select
 from sqlalchemy.engine import Connection
 
 from app.models import RecordDkimResult, RecordReason, RecordSpfResult, RecordVerdict, table_of
@@ -132,11 +132,13 @@ def with_results(conn: Connection, rows: list[RecordRow]) -> list[RecordRow]:
 
 
 def _keys_condition(table: Table, keys: Sequence[tuple[int, int]]) -> ColumnElement[bool]:
-    reports = {report for report, _ in keys}
-    if len(reports) == 1:  # the common case (a report's page): a plain range on the key
-        numbers = [number for _, number in keys]
-        return and_(table.c.report_id == next(iter(reports)), table.c.record_no.in_(numbers))
-    return tuple_(table.c.report_id, table.c.record_no).in_(keys)
+    """One key range per report: SQLite answers a row-value IN over several reports by
+    scanning the whole table, but an OR of per-report ranges through the primary key."""
+    by_report: dict[int, list[int]] = {}
+    for report, number in keys:
+        by_report.setdefault(report, []).append(number)
+    return or_(*(and_(table.c.report_id == report, table.c.record_no.in_(numbers))
+                 for report, numbers in by_report.items()))
 
 
 def _row(row: Any) -> RecordRow:

@@ -47,6 +47,16 @@ class Settings(BaseSettings):
     public_metrics: bool = Field(default=True, description="Serve /metrics without a token")
     public_docs: bool = Field(
         default=False, description="Serve /docs and /openapi.json without a token (trusted networks)")
+    # -- the dashboard
+    session_hours: float = Field(default=12.0, gt=0, le=24 * 30,
+                                 description="how long a dashboard sign-in lasts")
+    secure_cookies: bool = Field(
+        default=False, description="mark the session cookie Secure even when the request looks like plain "
+                                   "HTTP (behind a TLS-terminating proxy that does not say so)")
+    report_address: str = Field(
+        default="", description="the address reports are sent to (the `rua=` of the DMARC record), shown "
+                                "in the dashboard's set-up help; default: the first mailbox's user when it "
+                                "is an address")
     # -- the IMAP collector: any number of [[mailboxes]] in the TOML file, and/or one mailbox
     # set entirely from RUA_IMAP_* variables
     mailboxes: list[MailboxConfig] = Field(default_factory=list,
@@ -152,6 +162,13 @@ class Settings(BaseSettings):
     def configured_domains(self) -> list[str]:
         items = self.domains.split(",") if isinstance(self.domains, str) else self.domains
         return sorted({item.strip().lower().rstrip(".") for item in items if item.strip()})
+
+    def reporting_address(self) -> str | None:
+        """Where reports go, for the set-up help: as configured, else a mailbox user that is an
+        address; None when neither says."""
+        if self.report_address.strip():
+            return self.report_address.strip()
+        return next((box.user for box in self.all_mailboxes() if "@" in box.user), None)
 
     def sender_catalogue(self) -> SenderCatalogue:
         return SenderCatalogue.load(self.senders_file)

@@ -142,10 +142,12 @@ def fill(database_url: str, data_dir: Path, history: History, workdir: Path) -> 
 # -- the server -----------------------------------------------------------------------------
 
 class Server:
-    def __init__(self, database_url: str, data_dir: Path, workdir: Path) -> None:
+    def __init__(self, database_url: str, data_dir: Path, workdir: Path,
+                 extra_env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("RUA_")}
         env.update(RUA_DATABASE_URL=database_url, RUA_DATA_DIR=str(data_dir), RUA_LOG_LEVEL="WARNING")
+        env.update(extra_env or {})
         self.log = open(workdir / "serve.log", "wb")
         self.process = subprocess.Popen([str(RUA), "serve", "--host", "127.0.0.1", "--port", str(self.port)],
                                         env=env, stdout=self.log, stderr=subprocess.STDOUT,

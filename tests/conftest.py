@@ -270,3 +270,7 @@ def nsd() -> Iterator[NsdServer]:
             subprocess.run(["bash", str(SERVICES / "nsd-stop.sh"), directory], check=False,
                            capture_output=True)
         shutil.rmtree(directory, ignore_errors=True)
+
+
+# -- the dashboard in a real browser (fixtures defined beside their helpers) --------------------
+from tests.dashboard_site import browser, dashboard_site, page  # noqa: E402, F401

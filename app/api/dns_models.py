@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.api.read_models import Page
+
 
 def _example(example: dict[str, Any]) -> ConfigDict:
     return ConfigDict(json_schema_extra={"examples": [example]})
@@ -97,3 +99,29 @@ class DnsHistoryOut(BaseModel):
 
     domain: str
     intervals: list[IntervalOut] = Field(description="by name, type, then time")
+
+
+_DOMAIN_ITEM: dict[str, Any] = {
+    "domain": "example.com", "in_reports": True, "configured": False, "checked_at": _WHEN, "policy": "none",
+    "applies_as": "domain", "rua": "mailto:d@example.com", "spf_dns_terms": 4, "dkim_keys": 1, "problems": 0}
+
+
+class DnsDomainItem(BaseModel):
+    """One watched domain summed up: the figures of its `/api/v1/dns/{domain}` answer."""
+
+    model_config = _example(_DOMAIN_ITEM)
+
+    domain: str
+    in_reports: bool = Field(description="a policy domain of stored reports")
+    configured: bool = Field(description="listed in RUA_DOMAINS")
+    checked_at: datetime | None = Field(description="the latest lookup; null when never snapshotted")
+    policy: str | None = Field(description="the policy in force: p of its own record, sp of a parent's")
+    applies_as: str | None = Field(description="domain, subdomain or none; null when never snapshotted")
+    rua: str | None = Field(description="the rua tag of the record that applies")
+    spf_dns_terms: int | None = Field(description="DNS-querying SPF terms across includes; null without SPF")
+    dkim_keys: int = Field(description="DKIM keys seen signing for the domain")
+    problems: int | None = Field(description="errors and warnings, as /api/v1/dns/{domain} counts them")
+
+
+class DnsDomainPage(Page[DnsDomainItem]):
+    model_config = _example({"total": 1, "limit": 100, "offset": 0, "items": [_DOMAIN_ITEM]})

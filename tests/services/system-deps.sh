@@ -11,6 +11,9 @@ if [ "$mode" = test ]; then
     ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
     [ -x /usr/sbin/dovecot ] && [ -x /usr/lib/dovecot/imap ] || need+=(dovecot-imapd)
     { command -v nsd >/dev/null || [ -x /usr/sbin/nsd ]; } || need+=(nsd)
+    # the dashboard tests drive Debian's Chromium through playwright (never `playwright install`)
+    [ -x /usr/bin/chromium ] || need+=(chromium)
+    fc-list 2>/dev/null | grep -q . || need+=(fonts-dejavu-core)
 fi
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then

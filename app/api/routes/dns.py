@@ -2,28 +2,40 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query, Request
 
-from app.api.dns_models import (
-    DkimKeyOut,
-    DmarcState,
-    DnsHistoryOut,
-    DomainDns,
-    IntervalOut,
-    Problem,
-    SpfState,
-)
-from app.deps import EngineDep, ReadAccess
-from app.problems import Problem as HttpProblem
+from app.api.csv_export import CSV_RESPONSE, csv_response, wants_csv
+from app.api.dns_models import DnsDomainPage, DnsHistoryOut, DomainDns
+from app.deps import EngineDep, FormatParam, PageDep, ReadAccess, SettingsDep
+from app.dns_query import checked_name, domain_dns, domain_history, watched_domains, watched_page
 from app.problems import problem_responses
-from ingest.dmarc_record import ERROR, WARNING, RecordProblem
-from ingest.dns_snapshot_store import LatestSource, dkim_key_names, domain_checked_at, domain_intervals
-from ingest.dns_source import domain_name
-from ingest.domain_dns_state import domain_dns_state
 
 router = APIRouter(prefix="/api/v1/dns", tags=["dns"], responses=problem_responses(401, 403, 404, 422))
+
+LIST_CSV_COLUMNS = ("domain", "in_reports", "configured", "checked_at", "policy", "applies_as", "rua",
+                    "spf_dns_terms", "dkim_keys", "problems")
+HISTORY_CSV_COLUMNS = ("name", "type", "outcome", "records", "ttl", "first_seen", "last_seen", "checks")
+DomainParam = Annotated[list[str] | None, Query(
+    description="Only these domains (repeat for several).", examples=["example.com"])]
+
+
+@router.get("", response_model=DnsDomainPage, responses=CSV_RESPONSE)
+def list_watched_domains(request: Request, engine: EngineDep, settings: SettingsDep, _: ReadAccess,
+                         page: PageDep, domain: DomainParam = None, format_: FormatParam = None) -> Any:
+    """Every domain Rua watches (policy domains of stored reports and RUA_DOMAINS), by name, each
+    with the policy in force, its SPF lookup count and how many problems `/api/v1/dns/{domain}`
+    finds; a domain never snapshotted has nulls."""
+    csv = wants_csv(request, format_)
+    with engine.connect() as conn:
+        origins = watched_domains(conn, settings.configured_domains())
+        total, items = watched_page(conn, origins, domain or (), page.limit if csv else page.json_limit(),
+                                    page.offset)
+    if csv:
+        return csv_response("dns-domains.csv", LIST_CSV_COLUMNS,
+                            ([getattr(item, column) for column in LIST_CSV_COLUMNS] for item in items))
+    return DnsDomainPage(total=total, limit=page.json_limit(), offset=page.offset, items=items)
 
 
 @router.get("/{domain}", response_model=DomainDns)
@@ -34,64 +46,22 @@ def read_domain_dns(domain: str, engine: EngineDep, _: ReadAccess) -> Any:
     answers); SPF is checked across its includes. 404 until the domain has been snapshotted
     (it is on first sight in a report, or by `rua dns snapshot DOMAIN`).
     """
-    name = _name(domain)
+    name = checked_name(domain)
     with engine.connect() as conn:
-        checked_at, key_names = _recorded(conn, name)
-        source = LatestSource(conn)
-        state = domain_dns_state(name, source, key_names)
-    dmarc_problems = [_problem(p) for p in state.dmarc_problems]
-    spf_problems = [_problem(p) for p in state.spf.problems]
-    keys = [DkimKeyOut(selector=k.selector, name=k.name, record=k.record, state=str(k.key.state),
-                       key_type=k.key.key_type, bits=k.key.bits, testing=k.key.testing,
-                       problems=list(k.key.problems)) for k in state.dkim]
-    serious = sum(p.severity in (ERROR, WARNING) for p in (*state.dmarc_problems, *state.spf.problems))
-    serious += sum(k.state not in ("present",) for k in keys)
-    return DomainDns(
-        domain=name, checked_at=checked_at,
-        dmarc=DmarcState(name=f"_dmarc.{state.discovery.policy_domain or name}", record=state.dmarc_record,
-                         policy_domain=state.discovery.policy_domain, applies_as=state.discovery.applies_as,
-                         org_domain=state.discovery.org_domain, psl_org_domain=state.psl_org_domain,
-                         tags=state.dmarc_tags, problems=dmarc_problems),
-        spf=SpfState(record=state.spf.record, dns_terms=state.spf.dns_terms,
-                     void_lookups=state.spf.void_lookups, includes=state.spf.includes, problems=spf_problems),
-        dkim=keys, mx=state.mx, problems=serious,
-        not_snapshotted=sorted(f"{n} {t}" for n, t in source.missing))
+        return domain_dns(conn, name)
 
 
-@router.get("/{domain}/history", response_model=DnsHistoryOut)
-def read_domain_history(domain: str, engine: EngineDep, _: ReadAccess) -> Any:
+@router.get("/{domain}/history", response_model=DnsHistoryOut, responses=CSV_RESPONSE)
+def read_domain_history(request: Request, domain: str, engine: EngineDep, _: ReadAccess,
+                        format_: FormatParam = None) -> Any:
     """Every recorded answer for the domain and the names under it (_dmarc, DKIM keys, hosts),
-    as validity intervals: an unchanged answer extends its interval, a change opens one."""
-    name = _name(domain)
+    as validity intervals: an unchanged answer extends its interval, a change opens one.
+    The CSV export has one row per interval, its records joined by newlines."""
+    name = checked_name(domain)
     with engine.connect() as conn:
-        intervals = domain_intervals(conn, name)
-    if not intervals:
-        raise _not_snapshotted(name)
-    return DnsHistoryOut(domain=name, intervals=[IntervalOut(
-        name=i.name, type=i.rdtype, outcome=str(i.outcome), records=list(i.records), ttl=i.ttl,
-        first_seen=i.first_seen, last_seen=i.last_seen, checks=i.checks) for i in intervals])
-
-
-def _recorded(conn: Any, name: str) -> tuple[Any, list[str]]:
-    checked_at = domain_checked_at(conn, name)
-    if checked_at is None:
-        raise _not_snapshotted(name)
-    return checked_at, dkim_key_names(conn, name)
-
-
-def _name(domain: str) -> str:
-    name = domain_name(domain.strip())
-    if not name or len(name) > 253 or " " in name:
-        raise HttpProblem(422, "invalid-domain", "Invalid domain", f"{domain!r} is not a domain name")
-    return name
-
-
-def _not_snapshotted(name: str) -> HttpProblem:
-    return HttpProblem(404, "not-snapshotted", "Not snapshotted",
-                       f"no DNS has been recorded for {name}; it is looked up when a report names it, "
-                       f"or run `rua dns snapshot {name}`")
-
-
-def _problem(problem: RecordProblem) -> Problem:
-    return Problem(severity=str(problem.severity), code=problem.code, tag=problem.tag,
-                   message=problem.message)
+        history = domain_history(conn, name)
+    if wants_csv(request, format_):
+        return csv_response(f"dns-history-{name}.csv", HISTORY_CSV_COLUMNS, (
+            [i.name, i.type, i.outcome, "\n".join(i.records), i.ttl, i.first_seen, i.last_seen, i.checks]
+            for i in history.intervals))
+    return history

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 
 from app.api.csv_export import CSV_RESPONSE, csv_response, wants_csv
-from app.api.read_models import ClassVolume, SourceItem, SourcePage
+from app.api.read_models import ClassVolume, SourceItem, SourcePage, Window
+from app.api.source_detail_models import SourceAddressItem, SourceGroupDetail
 from app.deps import EngineDep, FormatParam, PageDep, ReadAccess, RecordFilterDep
 from app.problems import problem_responses
+from app.source_detail_query import group_detail
 from app.source_groups import SourceGrouping, source_groups
 from ingest.source_enrichment import IDENTITY_COLUMNS
 
@@ -48,3 +50,33 @@ def list_sources(request: Request, engine: EngineDep, _: ReadAccess, flt: Record
              *(getattr(item, name) for name in IDENTITY_COLUMNS)]
             for item in items))
     return SourcePage(total=result.total, limit=page.json_limit(), offset=page.offset, items=items)
+
+
+ADDRESS_CSV_COLUMNS = tuple(SourceAddressItem.model_fields)
+
+
+@router.get("/{group}/{key:path}", response_model=SourceGroupDetail, responses={**CSV_RESPONSE,
+                                                                                **problem_responses(404)})
+def read_source_group(request: Request, engine: EngineDep, _: ReadAccess, flt: RecordFilterDep, page: PageDep,
+                      group: Annotated[SourceGrouping, Path(description="The grouping of /api/v1/sources.")],
+                      key: Annotated[str, Path(description="The group's `key` in /api/v1/sources: a service, "
+                                                           "base domain, AS number, country or address.")],
+                      format_: FormatParam = None) -> Any:
+    """One group of /api/v1/sources: its volumes and pass rates, its addresses (at most 200, most
+    mail first) with reverse DNS, AS, country and how the catalogue named them; what fails and
+    why (messages per class and per reason code of Rua's verdicts: over every record of the group
+    in the window, or for a big group over its records among the window's latest 20,000, which
+    `judged.complete` says); and a page of its records (`items`, by `limit` and `offset`), newest
+    report first.
+
+    404 when no address was ever in the group. The CSV export is the addresses.
+    """
+    limit = page.json_limit()
+    with engine.connect() as conn:
+        detail = group_detail(conn, flt, group, key, limit, page.offset)
+    if wants_csv(request, format_):
+        rows = (SourceAddressItem.of(address) for address in detail.addresses)
+        return csv_response("source-addresses.csv", ADDRESS_CSV_COLUMNS,
+                            ([getattr(item, name) for name in ADDRESS_CSV_COLUMNS] for item in rows))
+    return SourceGroupDetail.build(detail, Window(since=flt.window.since, until=flt.window.until), limit,
+                                page.offset)
