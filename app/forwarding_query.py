@@ -1,10 +1,10 @@
 """Forwarded mail and its failures: how much there is, who forwards it, which signatures break.
 
-The volumes per class and per day come from the per-report class totals (the records and
-their verdicts only when a record-level filter applies), as the summary's classes do. Who
-forwards and which signatures break need the records' verdicts themselves, which no totals
-table holds: they are read only in reports whose class totals hold forwarding at all, summed
-per source address, and only then regrouped by sender.
+The volumes per class and per day come from the per-report class totals, as the summary's
+classes do; who forwards and which signatures break from the per-report, per-address class
+rows the judge writes (report_source_classes), summed per address and only then regrouped by
+sender. A record-level filter (header_from, disposition, ...) needs the records and their
+verdicts themselves: those are then read, only in reports whose class totals hold forwarding.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy import ColumnElement, FromClause, and_, case, column, func, select, true
 from sqlalchemy.engine import Connection
 
-from app.models import UNDATED, JsonColumn
+from app.models import UNDATED, JsonColumn, ReportSourceClasses, table_of
 from app.record_filter import ADDRESSES, RECORDS, REPORTS, VERDICTS, RecordFilter
 from app.source_groups import UNKNOWN
 from app.summary_query import CLASS_TOTALS, day_rows
@@ -27,6 +27,7 @@ FORWARDED = "forwarded"
 FORWARDING_FAILURE = "forwarding_failure"
 FORWARDING_CLASSES = (FORWARDED, FORWARDING_FAILURE)
 IDENTITY = ("sender", "service", "service_type")
+SOURCE_CLASSES = table_of(ReportSourceClasses)
 
 
 @dataclass(slots=True)
@@ -149,6 +150,19 @@ def forwarders(conn: Connection, flt: RecordFilter, limit: int | None) -> Rankin
     The DMARC pass rate is the receivers' (as everywhere in the API), so a forwarder whose
     forwarded mail passes while its failures fail shows how much of its traffic survives.
     """
+    if not flt.has_record_filters:  # the per-address class rows answer, without the records
+        s = SOURCE_CLASSES.c
+        per_address = (select(s.source_ip.label("ip"), func.sum(s.messages).label("messages"),
+                              func.sum(s.records).label("records"),
+                              func.sum(case((s.record_class == FORWARDED, s.messages), else_=0))
+                              .label(FORWARDED),
+                              func.sum(case((s.record_class == FORWARDING_FAILURE, s.messages), else_=0))
+                              .label(FORWARDING_FAILURE),
+                              func.sum(s.dmarc_pass).label("dmarc_pass"))
+                       .select_from(SOURCE_CLASSES.join(REPORTS, REPORTS.c.id == s.report_id))
+                       .where(*flt.analysed_reports(), s.record_class.in_(FORWARDING_CLASSES))
+                       .group_by(s.source_ip).subquery("per_address"))
+        return _forwarders(conn, per_address, limit)
     messages = func.coalesce(RECORDS.c["count"], 0)
     record_class = VERDICTS.c.record_class
     address = _record_address()
@@ -162,6 +176,10 @@ def forwarders(conn: Connection, flt: RecordFilter, limit: int | None) -> Rankin
                    .where(*flt.analysed_reports(), *flt.record_conditions(),
                           record_class.in_(FORWARDING_CLASSES), _reports_holding(FORWARDING_CLASSES))
                    .group_by(address).subquery("per_address"))
+    return _forwarders(conn, per_address, limit)
+
+
+def _forwarders(conn: Connection, per_address: FromClause, limit: int | None) -> Ranking[Forwarder]:
     rows = _by_sender(conn, per_address, (FORWARDED, FORWARDING_FAILURE, "dmarc_pass"), limit)
     groups = [Forwarder(**_group_fields(row), forwarded=int(row.forwarded or 0),
                         forwarding_failure=int(row.forwarding_failure or 0),
@@ -200,10 +218,19 @@ def broken_signatures(conn: Connection, flt: RecordFilter,
     `mail.example.com` under relaxed alignment) counts once, under the first by name, so the
     groups add up to the volume, which comes with them from the same query.
     """
-    broken = _broken_records(conn, flt)
-    per_address = (select(broken.c.domain, broken.c.ip, func.sum(broken.c.messages).label("messages"),
-                          func.count().label("records"))
-                   .group_by(broken.c.domain, broken.c.ip).subquery("per_address"))
+    if flt.has_record_filters:
+        broken = _broken_records(conn, flt)
+        per_address = (select(broken.c.domain, broken.c.ip, func.sum(broken.c.messages).label("messages"),
+                              func.count().label("records"))
+                       .group_by(broken.c.domain, broken.c.ip).subquery("per_address"))
+    else:  # the judge wrote each record's broken d= into its per-address class row
+        s = SOURCE_CLASSES.c
+        per_address = (select(s.broken_domain.label("domain"), s.source_ip.label("ip"),
+                              func.sum(s.messages).label("messages"), func.sum(s.records).label("records"))
+                       .select_from(SOURCE_CLASSES.join(REPORTS, REPORTS.c.id == s.report_id))
+                       .where(*flt.analysed_reports(), s.record_class == FORWARDING_FAILURE,
+                              s.broken_domain != "")
+                       .group_by(s.broken_domain, s.source_ip).subquery("per_address"))
     rows = _by_sender(conn, per_address, (), limit, by_domain=True)
     groups = [BrokenSignatures(**_group_fields(row), domain=row.domain) for row in rows]
     volume = Volume(int(rows[0].all_messages or 0), int(rows[0].all_records or 0)) if rows else Volume()

@@ -418,3 +418,21 @@ class ReportClassTotals(SQLModel, table=True):
 # registers them on the metadata that Alembic and the tests read
 from app import failure_models as failure_models  # noqa: E402
 from app import tls_models as tls_models  # noqa: E402
+
+
+class ReportSourceClasses(SQLModel, table=True):
+    """Messages of each (source address, class) in a report, written with its verdicts, so the
+    pages that group classes by sender read one narrow row per address and report instead of
+    every record with its verdict. `broken_domain` is the d= of a signature of the domain's
+    own broken in transit (see app.forwarding_query.broken_signatures), else empty."""
+
+    __tablename__ = "report_source_classes"
+    __table_args__ = (Index("ix_report_source_classes_ip", "source_ip", "report_id"),)
+
+    report_id: int = Field(foreign_key="aggregate_report.id", primary_key=True, ondelete="CASCADE")
+    source_ip: str = Field(max_length=64, primary_key=True)
+    record_class: str = Field(max_length=24, primary_key=True)
+    broken_domain: str = Field(max_length=255, primary_key=True, default="")
+    messages: int = Field(default=0, sa_type=BigInteger)
+    records: int = 0
+    dmarc_pass: int = Field(default=0, sa_type=BigInteger, description="messages the receiver passed")

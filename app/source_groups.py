@@ -17,6 +17,7 @@ from sqlalchemy import ColumnElement, String, case, cast, func, literal, literal
 from sqlalchemy.engine import Connection
 
 from app.grouped_query import Group, GroupPage, group_of, grouped, records_sums, totals_sums
+from app.models import ReportClassTotals, ReportSourceClasses, table_of
 from app.record_filter import ADDRESSES, RECORDS, REPORTS, SOURCE_TOTALS, VERDICTS, RecordFilter
 from ingest.source_enrichment import IDENTITY_COLUMNS
 
@@ -24,6 +25,8 @@ SourceGrouping = Literal["service", "base_domain", "asn", "country", "ip"]
 PENDING = "pending"
 """the key of addresses not identified yet, and the class of records not judged yet"""
 UNKNOWN = "unknown"
+SOURCE_CLASSES = table_of(ReportSourceClasses)
+CLASS_TOTALS = table_of(ReportClassTotals)
 
 
 @dataclass(slots=True)
@@ -138,8 +141,31 @@ def _add_identity(conn: Connection, by: SourceGrouping, groups: list[SourceGroup
 def _classes(conn: Connection, flt: RecordFilter, by: SourceGrouping,
              keys: list[str]) -> dict[str, dict[str, int]]:
     """Messages per class of the page's groups, from the verdicts; records not judged yet count
-    as `pending`."""
+    as `pending`.
+
+    Without a record-level filter, the judged part is read from the per-address class rows the
+    judge writes (report_source_classes: one row per address, class and report, not per record),
+    and only reports never judged are read record by record, as pending."""
     key = _key(by)
+    found: dict[str, dict[str, int]] = defaultdict(dict)
+    if not flt.has_record_filters:
+        s = SOURCE_CLASSES.c
+        judged = (select(key.label("k"), s.record_class.label("c"), func.sum(s.messages).label("m"))
+                  .select_from(SOURCE_CLASSES.join(REPORTS, REPORTS.c.id == s.report_id)
+                               .join(ADDRESSES, ADDRESSES.c.ip == s.source_ip))
+                  .where(*flt.analysed_reports(), key.in_(keys))
+                  .group_by(key, s.record_class))
+        never_judged = ~REPORTS.c.id.in_(select(CLASS_TOTALS.c.report_id))
+        unjudged = (select(key.label("k"), literal(PENDING).label("c"),
+                           func.sum(func.coalesce(RECORDS.c["count"], 0)).label("m"))
+                    .select_from(RECORDS.join(REPORTS, RECORDS.c.report_id == REPORTS.c.id)
+                                 .join(ADDRESSES, ADDRESSES.c.ip == func.coalesce(RECORDS.c.source_ip, "")))
+                    .where(*flt.analysed_reports(), never_judged, key.in_(keys))
+                    .group_by(key))
+        for query in (judged, unjudged):
+            for row in conn.execute(query):
+                found[row.k][row.c] = found[row.k].get(row.c, 0) + int(row.m or 0)
+        return found
     record_class = func.coalesce(VERDICTS.c.record_class, literal(PENDING))
     messages = func.sum(func.coalesce(RECORDS.c["count"], 0))
     query = (select(key.label("k"), record_class.label("c"), messages.label("m"))
@@ -149,7 +175,6 @@ def _classes(conn: Connection, flt: RecordFilter, by: SourceGrouping,
                                      & (VERDICTS.c.record_no == RECORDS.c.record_no)))
              .where(*flt.analysed_reports(), *flt.record_conditions(), key.in_(keys))
              .group_by(key, record_class))
-    found: dict[str, dict[str, int]] = defaultdict(dict)
     for row in conn.execute(query):
         found[row.k][row.c] = int(row.m or 0)
     return found

@@ -141,11 +141,11 @@ def _run(engine: Engine, judge: RecordJudge, source_types: dict[str, str], condi
                 return
             policies, stored = _read_batch(conn, ids, source_types)
         after = ids[-1]
-        rows, totals = _judge_batch(judge, policies, stored)
+        rows, totals, sources = _judge_batch(judge, policies, stored)
         with engine.connect().execution_options(**{BEGIN_MODE: "IMMEDIATE"}) as conn, conn.begin():
             writer = writer or VerdictWriter(conn)
             computed_at = datetime.now(UTC)
-            writer.replace(conn, ids, rows, totals, computed_at)
+            writer.replace(conn, ids, rows, totals, computed_at, sources)
             conn.execute(update(REPORTS).where(REPORTS.c.id.in_(ids)).values(verdicts_at=computed_at))
         stats.records += len(rows)
         stats.reports += len(ids)
@@ -224,18 +224,46 @@ def _read_batch(conn: Connection, ids: list[int], source_types: dict[str, str]
     return policies, read_records(conn, ids, source_types)
 
 
+SourceRow = tuple[int, str, str, str, int, int, int]
+"""a report_source_classes row: report, address, class, broken d=, messages, records, passed"""
+
+
 def _judge_batch(judge: RecordJudge, policies: list[ReportPolicy], stored: dict[int, list[StoredRecord]]
-                 ) -> tuple[list[tuple[int, int, Verdict, datetime]], list[tuple[int, str, int, int]]]:
+                 ) -> tuple[list[tuple[int, int, Verdict, datetime]], list[tuple[int, str, int, int]],
+                            list[SourceRow]]:
     rows: list[tuple[int, int, Verdict, datetime]] = []
     totals: dict[tuple[int, str], list[int]] = {}
+    sources: dict[tuple[int, str, str, str], list[int]] = {}
     for policy in policies:
         records = stored.get(policy.report_id, [])
         as_of = policy.judged_at
         verdicts = judge.judge_report(policy, [facts for _, _, facts in records])
-        for (record_no, count, _), verdict in zip(records, verdicts, strict=True):
+        for (record_no, count, facts), verdict in zip(records, verdicts, strict=True):
             rows.append((policy.report_id, record_no, verdict, as_of))
             tally = totals.setdefault((policy.report_id, verdict.record_class), [0, 0])
             tally[0] += count or 0
             tally[1] += 1
-    return rows, [(report_id, str(record_class), messages, number)
-                  for (report_id, record_class), (messages, number) in totals.items()]
+            key = (policy.report_id, facts.source_ip or "", str(verdict.record_class), broken_domain(verdict))
+            source = sources.setdefault(key, [0, 0, 0])
+            source[0] += count or 0
+            source[1] += 1
+            if "pass" in (facts.policy_dkim, facts.policy_spf):
+                source[2] += count or 0
+    return (rows, [(report_id, str(record_class), messages, number)
+                   for (report_id, record_class), (messages, number) in totals.items()],
+            [(*key, *values) for key, values in sources.items()])  # type: ignore[misc]
+
+
+def broken_domain(verdict: Verdict) -> str:
+    """The d= of the signature a forwarding failure's message lost in transit, or "".
+
+    The rules are those of app.forwarding_query.broken_signatures: DMARC failed, the source is
+    not authorised by the domain's own SPF, and an aligned signature failed verification with
+    a key that was published and usable at the time (the first such d= by name).
+    """
+    if verdict.record_class != "forwarding_failure" or verdict.dmarc != "fail" \
+            or verdict.own_spf_result == "pass":
+        return ""
+    broken = [s.domain for s in verdict.signatures
+              if s.aligned and s.result == "fail" and s.key_state == "present" and s.domain]
+    return min(broken) if broken else ""

@@ -25,16 +25,20 @@ from app.models import (
     RecordSpfResult,
     RecordVerdict,
     ReportClassTotals,
+    ReportSourceClasses,
 )
 from app.models import table_of as _table_of
 from ingest.record_verdict import DkimAuth, RecordFacts, SpfAuth, Verdict
 
 VERDICTS = _table_of(RecordVerdict)
 CLASS_TOTALS = _table_of(ReportClassTotals)
+SOURCE_CLASSES = _table_of(ReportSourceClasses)
 VERDICT_COLUMNS = ("report_id", "record_no", "record_class", "dmarc", "spf_aligned", "dkim_aligned",
                    "spf_result", "own_spf_result", "dkim", "reasons", "org_domain", "discovery_method",
                    "dns_as_of", "computed_at")
 TOTAL_COLUMNS = ("report_id", "record_class", "messages", "records")
+SOURCE_COLUMNS = ("report_id", "source_ip", "record_class", "broken_domain", "messages", "records",
+                  "dmarc_pass")
 
 StoredRecord = tuple[int, int | None, RecordFacts]
 """(record_no, count, facts)"""
@@ -103,13 +107,16 @@ class VerdictWriter:
 
     def replace(self, conn: Connection, ids: Sequence[int],
                 rows: Iterable[tuple[int, int, Verdict, datetime]],
-                totals: Iterable[tuple[int, str, int, int]], computed_at: datetime) -> None:
-        """`rows`: (report_id, record_no, verdict, dns_as_of); `totals`: class totals rows."""
+                totals: Iterable[tuple[int, str, int, int]], computed_at: datetime,
+                sources: Iterable[tuple[int, str, str, str, int, int, int]] = ()) -> None:
+        """`rows`: (report_id, record_no, verdict, dns_as_of); `totals`: class totals rows;
+        `sources`: report_source_classes rows."""
         listed = _in_list(ids)
         cursor = conn.connection.cursor()
         try:
             cursor.execute(f"DELETE FROM {VERDICTS.name} WHERE report_id IN ({listed})")
             cursor.execute(f"DELETE FROM {CLASS_TOTALS.name} WHERE report_id IN ({listed})")
+            cursor.execute(f"DELETE FROM {SOURCE_CLASSES.name} WHERE report_id IN ({listed})")
             if self._copy:
                 # PostgreSQL: COPY in its text format, each distinct verdict rendered once;
                 # several times quicker than executemany or adapting every value of every row
@@ -125,6 +132,7 @@ class VerdictWriter:
                     (report_id, record_no, *self._verdict(verdict), self._when(as_of), computed)
                     for report_id, record_no, verdict, as_of in rows])
             cursor.executemany(self._insert(CLASS_TOTALS.name, TOTAL_COLUMNS), list(totals))
+            cursor.executemany(self._insert(SOURCE_CLASSES.name, SOURCE_COLUMNS), list(sources))
         finally:
             cursor.close()
 

@@ -34,7 +34,7 @@ APP_TABLES = {"original", "aggregate_report", "report_origin", "aggregate_record
               "record_dkim_result", "record_spf_result", "daily_totals", "daily_source_totals", "api_token",
               "dashboard_user", "source_address", "collector_mailbox", "dns_snapshot", "record_verdict",
               "report_class_totals", "tls_report", "tls_report_origin", "tls_policy", "tls_failure",
-              "failure_report", "dashboard_session"}
+              "failure_report", "dashboard_session", "report_source_classes"}
 
 
 def pending_diff(engine: Engine) -> list[object]:
