@@ -60,13 +60,26 @@ def _day_link(request: Request, day: date, record_class: str | None) -> str:
 
 # -- figures ------------------------------------------------------------------------------------
 
+def class_table(days: list[OverviewDay]) -> Any:
+    """Messages per day (rows) and class (columns), a DataFrame with every day of the span
+    present: a day without reports is a zero bar, not a gap the eye closes."""
+    import pandas as pd  # here, not at the top: a second of start-up for every `rua` command
+
+    names = [*CLASS_ORDER, PENDING]
+    frame = pd.DataFrame([[getattr(day.classes, name) for name in names] for day in days],
+                         index=pd.DatetimeIndex([day.day for day in days]), columns=names)
+    if frame.empty:
+        return frame
+    return frame.reindex(pd.date_range(frame.index.min(), frame.index.max(), freq="D"), fill_value=0)
+
+
 def class_figure(request: Request, days: list[OverviewDay]) -> Figure:
-    x = [day.day.isoformat() for day in days]
-    shown = [name for name in (*CLASS_ORDER, PENDING)
-             if name != PENDING or any(day.classes.pending for day in days)]
-    traces = [go.Bar(x=x, y=[getattr(day.classes, name) for day in days], name=CLASS_LABELS[name],
+    table = class_table(days)
+    x = [moment.date().isoformat() for moment in table.index]
+    shown = [name for name in (*CLASS_ORDER, PENDING) if name != PENDING or table[PENDING].any()]
+    traces = [go.Bar(x=x, y=table[name].tolist(), name=CLASS_LABELS[name],
                      marker_color=CLASS_COLOURS[name],
-                     customdata=[_day_link(request, day.day, name) for day in days],
+                     customdata=[_day_link(request, moment.date(), name) for moment in table.index],
                      hovertemplate="%{y:,} messages<extra>" + CLASS_LABELS[name] + "</extra>")
               for name in shown]
     return make_figure("overview-classes", "Messages per day, by class", traces, barmode="stack",
