@@ -44,6 +44,16 @@ class Endpoint:
         """The template with each parameter given a plausible value (one no row has)."""
         return PATH_PARAMETER.sub("999999", self.template)
 
+    @property
+    def is_dashboard(self) -> bool:
+        """A dashboard page or form: signed in to with a session, never with a token."""
+        return not self.template.startswith(("/api/", *DOCS_PATHS, "/metrics")) \
+            and self.template not in ALWAYS_PUBLIC
+
+    @property
+    def is_dashboard_public(self) -> bool:
+        return self.template in ("/login", "/static/{name}")
+
     def is_public(self, settings: Settings) -> bool:
         path = self.template
         return (path in ALWAYS_PUBLIC or (path == "/metrics" and settings.public_metrics)
@@ -118,7 +128,18 @@ def sweep(server: LiveServer, settings: Settings) -> list[str]:
         for endpoint in public:
             assert_admitted(client.request(endpoint.method, endpoint.url), endpoint, "no token")
 
-        for endpoint in (e for e in endpoints if not e.is_public(settings)):
+        admin_header = {"Authorization": f"Bearer {good[Scope.ADMIN]}"}
+        for endpoint in (e for e in endpoints if e.is_dashboard):
+            if endpoint.is_dashboard_public:
+                assert client.request(endpoint.method, endpoint.url).status_code < 500, endpoint
+                continue
+            # no session: the login page first, whatever token comes along
+            for headers in ({}, admin_header):
+                response = client.request(endpoint.method, endpoint.url, headers=headers)
+                assert response.status_code == 303, f"{endpoint}: {response.status_code}"
+                assert response.headers["location"].startswith("/login?next="), endpoint
+
+        for endpoint in (e for e in endpoints if not e.is_public(settings) and not e.is_dashboard):
             assert_unauthorized(client.request(endpoint.method, endpoint.url), endpoint, "unauthorized",
                                 "no token")
             for header, kind in bad_headers.items():
