@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
+from sqlalchemy.engine import Connection
 
 from app.api.csv_export import CSV_RESPONSE, csv_response, wants_csv
 from app.api.forwarding_models import (
@@ -19,6 +20,7 @@ from app.api.read_models import Window
 from app.deps import EngineDep, FormatParam, ReadAccess, RecordFilterDep
 from app.forwarding_query import broken_signatures, forwarders, forwarding_totals
 from app.problems import problem_responses
+from app.record_filter import RecordFilter
 
 router = APIRouter(prefix="/api/v1/forwarding", tags=["analytics"],
                    responses=problem_responses(401, 403, 422))
@@ -53,10 +55,14 @@ def read_forwarding(request: Request, engine: EngineDep, _: ReadAccess, flt: Rec
                  item.messages, item.records, item.forwarded, item.forwarding_failure, item.dmarc_pass,
                  item.dmarc_pass_rate]
                 for item in map(ForwarderItem.of, found.groups)))
-        shown = limit or DEFAULT_LIMIT
-        totals = forwarding_totals(conn, flt)
-        found = forwarders(conn, flt, shown)
-        broken, broken_groups = broken_signatures(conn, flt, shown)
+        return forwarding_answer(conn, flt, limit or DEFAULT_LIMIT)
+
+
+def forwarding_answer(conn: Connection, flt: RecordFilter, shown: int) -> ForwardingOut:
+    """The JSON answer, which the dashboard's forwarding page shows too."""
+    totals = forwarding_totals(conn, flt)
+    found = forwarders(conn, flt, shown)
+    broken, broken_groups = broken_signatures(conn, flt, shown)
     return ForwardingOut(
         window=Window(since=flt.window.since, until=flt.window.until),
         totals=ForwardingTotals(messages=totals.messages,

@@ -13,8 +13,8 @@ import plotly.graph_objects as go
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from app.api.forwarding_models import ForwarderItem, ForwardingDay, ForwardingOut
-from app.api.routes.forwarding import read_forwarding
+from app.api.forwarding_models import ForwarderItem, ForwardingDay
+from app.api.routes.forwarding import forwarding_answer
 from app.dashboard.figures import CLASS_COLOURS, CLASS_LABELS, Figure, make_figure
 from app.dashboard.page_state import PageStateDep
 from app.dashboard.routes.overview import source_link
@@ -67,8 +67,8 @@ def forwarders_figure(request: Request, items: list[ForwarderItem]) -> Figure:
 
 @router.get("/forwarding")
 def forwarding_page(request: Request, _: SignedInDep, engine: EngineDep, state: PageStateDep) -> Response:
-    found = read_forwarding(request, engine, None, state.flt, limit=SHOWN, format_="json")  # type: ignore[arg-type]
-    assert isinstance(found, ForwardingOut)
+    with engine.connect() as conn:
+        found = forwarding_answer(conn, state.flt, SHOWN)
     window = window_params(state)
     return render(request, "forwarding.html", {
         "title": "Forwarding", "active": "forwarding", "state": state, "totals": found.totals,
