@@ -17,9 +17,9 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy import ColumnElement, FromClause, and_, case, column, func, select, true
 from sqlalchemy.engine import Connection
 
-from app.models import UNDATED, JsonColumn, ReportSourceClasses, table_of
+from app.models import UNDATED, JsonColumn
 from app.record_filter import ADDRESSES, RECORDS, REPORTS, VERDICTS, RecordFilter
-from app.source_groups import UNKNOWN
+from app.source_groups import SOURCE_CLASSES, UNKNOWN
 from app.summary_query import CLASS_TOTALS, day_rows
 from ingest.daily_totals import dmarc_result, report_days
 
@@ -27,7 +27,6 @@ FORWARDED = "forwarded"
 FORWARDING_FAILURE = "forwarding_failure"
 FORWARDING_CLASSES = (FORWARDED, FORWARDING_FAILURE)
 IDENTITY = ("sender", "service", "service_type")
-SOURCE_CLASSES = table_of(ReportSourceClasses)
 
 
 @dataclass(slots=True)
