@@ -151,16 +151,15 @@ def forwarders(conn: Connection, flt: RecordFilter, limit: int | None) -> Rankin
     """
     if not flt.has_record_filters:  # the per-address class rows answer, without the records
         s = SOURCE_CLASSES.c
-        per_address = (select(s.source_ip.label("ip"), func.sum(s.messages).label("messages"),
+        per_address = (select(s.source_id.label("source_id"), func.sum(s.messages).label("messages"),
                               func.sum(s.records).label("records"),
                               func.sum(case((s.record_class == FORWARDED, s.messages), else_=0))
                               .label(FORWARDED),
                               func.sum(case((s.record_class == FORWARDING_FAILURE, s.messages), else_=0))
                               .label(FORWARDING_FAILURE),
                               func.sum(s.dmarc_pass).label("dmarc_pass"))
-                       .select_from(SOURCE_CLASSES.join(REPORTS, REPORTS.c.id == s.report_id))
-                       .where(*flt.analysed_reports(), s.record_class.in_(FORWARDING_CLASSES))
-                       .group_by(s.source_ip).subquery("per_address"))
+                       .where(_in_window(flt), s.record_class.in_(FORWARDING_CLASSES))
+                       .group_by(s.source_id).subquery("per_address"))
         return _forwarders(conn, per_address, limit)
     messages = func.coalesce(RECORDS.c["count"], 0)
     record_class = VERDICTS.c.record_class
@@ -224,12 +223,10 @@ def broken_signatures(conn: Connection, flt: RecordFilter,
                        .group_by(broken.c.domain, broken.c.ip).subquery("per_address"))
     else:  # the judge wrote each record's broken d= into its per-address class row
         s = SOURCE_CLASSES.c
-        per_address = (select(s.broken_domain.label("domain"), s.source_ip.label("ip"),
+        per_address = (select(s.broken_domain.label("domain"), s.source_id.label("source_id"),
                               func.sum(s.messages).label("messages"), func.sum(s.records).label("records"))
-                       .select_from(SOURCE_CLASSES.join(REPORTS, REPORTS.c.id == s.report_id))
-                       .where(*flt.analysed_reports(), s.record_class == FORWARDING_FAILURE,
-                              s.broken_domain != "")
-                       .group_by(s.broken_domain, s.source_ip).subquery("per_address"))
+                       .where(_in_window(flt), s.record_class == FORWARDING_FAILURE, s.broken_domain != "")
+                       .group_by(s.broken_domain, s.source_id).subquery("per_address"))
     rows = _by_sender(conn, per_address, (), limit, by_domain=True)
     groups = [BrokenSignatures(**_group_fields(row), domain=row.domain) for row in rows]
     volume = Volume(int(rows[0].all_messages or 0), int(rows[0].all_records or 0)) if rows else Volume()
@@ -258,6 +255,12 @@ def _broken_records(conn: Connection, flt: RecordFilter) -> FromClause:
 
 
 # -- shared parts -------------------------------------------------------------------------------
+
+def _in_window(flt: RecordFilter) -> ColumnElement[bool]:
+    """The per-address class rows of the window's reports, read report by report: the rows of
+    one report lie together under its id, and a window is a fraction of the history."""
+    return SOURCE_CLASSES.c.report_id.in_(select(REPORTS.c.id).where(*flt.analysed_reports()))
+
 
 def _judged_records() -> FromClause:
     return RECORDS.join(REPORTS, RECORDS.c.report_id == REPORTS.c.id).join(VERDICTS, and_(
@@ -301,10 +304,11 @@ def _by_sender(conn: Connection, per_address: FromClause, sums: tuple[str, ...],
     messages = func.sum(per_address.c.messages)
     query = (select(*keys, messages.label("messages"), func.sum(per_address.c.records).label("records"),
                     *(func.sum(per_address.c[name]).label(name) for name in sums),
-                    func.count(func.nullif(per_address.c.ip, "")).label("sources"), *shared,
+                    func.count(func.nullif(a.ip, "")).label("sources"), *shared,
                     func.count().over().label("group_count"), func.sum(messages).over().label("all_messages"),
                     func.sum(func.sum(per_address.c.records)).over().label("all_records"))
-             .select_from(per_address.join(ADDRESSES, a.ip == per_address.c.ip))
+             .select_from(per_address.join(ADDRESSES, a.id == per_address.c.source_id
+                                           if "source_id" in per_address.c else a.ip == per_address.c.ip))
              .group_by(*keys)
              .order_by(messages.desc(), *keys[:-1]).limit(limit))
     return conn.execute(query).all()

@@ -79,11 +79,16 @@ def _by_identity(conn: Connection, flt: RecordFilter, by: SourceGrouping, limit:
                  offset: int) -> tuple[list[SourceGroup], int]:
     key = _key(by).label("group_key")
     if flt.source_totals_answer:
+        # summed per address first (an integer key), so each address's identity is read once
+        # and its group's addresses are counted without a DISTINCT over every row
         table = SOURCE_TOTALS
-        sources = func.count(func.distinct(table.c.source_id)).label("sources")
-        query = (select(key, *totals_sums(table), sources)
-                 .select_from(table.join(ADDRESSES, ADDRESSES.c.id == table.c.source_id))
-                 .where(*flt.totals_conditions(table)))
+        per_source = (select(table.c.source_id, *totals_sums(table)).where(*flt.totals_conditions(table))
+                      .group_by(table.c.source_id).subquery("per_source"))
+        p = per_source.c
+        sums = [(func.min(column) if column.name == "first" else func.max(column) if column.name == "last"
+                 else func.sum(column)).label(column.name) for column in p if column.name != "source_id"]
+        query = (select(key, *sums, func.count().label("sources"))
+                 .select_from(per_source.join(ADDRESSES, ADDRESSES.c.id == p.source_id)))
         from_records = False
     else:
         query = (select(key, *records_sums(), func.count(func.distinct(RECORDS.c.source_ip)).label("sources"))
@@ -138,6 +143,13 @@ def _add_identity(conn: Connection, by: SourceGrouping, groups: list[SourceGroup
                           for name in shared}
 
 
+def never_judged_reports(conn: Connection, flt: RecordFilter) -> list[int]:
+    """The window's reports the judge has not reached yet (no class totals): usually none, as
+    it runs right after ingest, so their records are rarely read."""
+    judged = select(CLASS_TOTALS.c.report_id).where(CLASS_TOTALS.c.report_id == REPORTS.c.id).exists()
+    return list(conn.execute(select(REPORTS.c.id).where(*flt.analysed_reports(), ~judged)).scalars())
+
+
 def _classes(conn: Connection, flt: RecordFilter, by: SourceGrouping,
              keys: list[str]) -> dict[str, dict[str, int]]:
     """Messages per class of the page's groups, from the verdicts; records not judged yet count
@@ -150,21 +162,22 @@ def _classes(conn: Connection, flt: RecordFilter, by: SourceGrouping,
     found: dict[str, dict[str, int]] = defaultdict(dict)
     if not flt.has_record_filters:
         s = SOURCE_CLASSES.c
+        # the window's reports drive the read (each one's rows lie together under its id)
         judged = (select(key.label("k"), s.record_class.label("c"), func.sum(s.messages).label("m"))
-                  .select_from(SOURCE_CLASSES.join(REPORTS, REPORTS.c.id == s.report_id)
-                               .join(ADDRESSES, ADDRESSES.c.ip == s.source_ip))
-                  .where(*flt.analysed_reports(), key.in_(keys))
+                  .select_from(SOURCE_CLASSES.join(ADDRESSES, ADDRESSES.c.id == s.source_id))
+                  .where(s.report_id.in_(select(REPORTS.c.id).where(*flt.analysed_reports())), key.in_(keys))
                   .group_by(key, s.record_class))
-        never_judged = ~REPORTS.c.id.in_(select(CLASS_TOTALS.c.report_id))
-        unjudged = (select(key.label("k"), literal(PENDING).label("c"),
-                           func.sum(func.coalesce(RECORDS.c["count"], 0)).label("m"))
-                    .select_from(RECORDS.join(REPORTS, RECORDS.c.report_id == REPORTS.c.id)
-                                 .join(ADDRESSES, ADDRESSES.c.ip == func.coalesce(RECORDS.c.source_ip, "")))
-                    .where(*flt.analysed_reports(), never_judged, key.in_(keys))
-                    .group_by(key))
-        for query in (judged, unjudged):
-            for row in conn.execute(query):
-                found[row.k][row.c] = found[row.k].get(row.c, 0) + int(row.m or 0)
+        for row in conn.execute(judged):
+            found[row.k][row.c] = int(row.m or 0)
+        never_judged = never_judged_reports(conn, flt)
+        for chunk in range(0, len(never_judged), 500):
+            unjudged = (select(key.label("k"), func.sum(func.coalesce(RECORDS.c["count"], 0)).label("m"))
+                        .select_from(RECORDS.join(ADDRESSES,
+                                                  ADDRESSES.c.ip == func.coalesce(RECORDS.c.source_ip, "")))
+                        .where(RECORDS.c.report_id.in_(never_judged[chunk:chunk + 500]), key.in_(keys))
+                        .group_by(key))
+            for pending in conn.execute(unjudged):
+                found[pending.k][PENDING] = found[pending.k].get(PENDING, 0) + int(pending.m or 0)
         return found
     record_class = func.coalesce(VERDICTS.c.record_class, literal(PENDING))
     messages = func.sum(func.coalesce(RECORDS.c["count"], 0))

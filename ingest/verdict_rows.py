@@ -26,6 +26,7 @@ from app.models import (
     RecordVerdict,
     ReportClassTotals,
     ReportSourceClasses,
+    SourceAddress,
 )
 from app.models import table_of as _table_of
 from ingest.record_verdict import DkimAuth, RecordFacts, SpfAuth, Verdict
@@ -37,8 +38,9 @@ VERDICT_COLUMNS = ("report_id", "record_no", "record_class", "dmarc", "spf_align
                    "spf_result", "own_spf_result", "dkim", "reasons", "org_domain", "discovery_method",
                    "dns_as_of", "computed_at")
 TOTAL_COLUMNS = ("report_id", "record_class", "messages", "records")
-SOURCE_COLUMNS = ("report_id", "source_ip", "record_class", "broken_domain", "messages", "records",
+SOURCE_COLUMNS = ("report_id", "source_id", "record_class", "broken_domain", "messages", "records",
                   "dmarc_pass")
+ADDRESSES = _table_of(SourceAddress)
 
 StoredRecord = tuple[int, int | None, RecordFacts]
 """(record_no, count, facts)"""
@@ -110,7 +112,9 @@ class VerdictWriter:
                 totals: Iterable[tuple[int, str, int, int]], computed_at: datetime,
                 sources: Iterable[tuple[int, str, str, str, int, int, int]] = ()) -> None:
         """`rows`: (report_id, record_no, verdict, dns_as_of); `totals`: class totals rows;
-        `sources`: report_source_classes rows."""
+        `sources`: report_source_classes rows, each with its address's text where the table
+        holds its id (looked up by the insert: every record's address has its row, written at
+        ingest)."""
         listed = _in_list(ids)
         cursor = conn.connection.cursor()
         try:
@@ -132,13 +136,20 @@ class VerdictWriter:
                     (report_id, record_no, *self._verdict(verdict), self._when(as_of), computed)
                     for report_id, record_no, verdict, as_of in rows])
             cursor.executemany(self._insert(CLASS_TOTALS.name, TOTAL_COLUMNS), list(totals))
-            cursor.executemany(self._insert(SOURCE_CLASSES.name, SOURCE_COLUMNS), list(sources))
+            cursor.executemany(self._insert_sources(), [
+                (report_id, record_class, broken, messages, records, passed, ip)
+                for report_id, ip, record_class, broken, messages, records, passed in sources])
         finally:
             cursor.close()
 
     def _insert(self, table: str, columns: Sequence[str]) -> str:
         markers = ", ".join([self._marker] * len(columns))
         return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({markers})"
+
+    def _insert_sources(self) -> str:
+        m = self._marker
+        return (f"INSERT INTO {SOURCE_CLASSES.name} ({', '.join(SOURCE_COLUMNS)}) "
+                f"SELECT {m}, id, {m}, {m}, {m}, {m}, {m} FROM {ADDRESSES.name} WHERE ip = {m}")
 
     def _verdict(self, verdict: Verdict) -> tuple[Any, ...]:
         stored = self._stored.get(id(verdict))
