@@ -151,15 +151,13 @@ def forwarders(conn: Connection, flt: RecordFilter, limit: int | None) -> Rankin
     """
     if not flt.has_record_filters:  # the per-address class rows answer, without the records
         s = SOURCE_CLASSES.c
-        per_address = (select(s.source_id.label("source_id"), func.sum(s.messages).label("messages"),
-                              func.sum(s.records).label("records"),
-                              func.sum(case((s.record_class == FORWARDED, s.messages), else_=0))
-                              .label(FORWARDED),
-                              func.sum(case((s.record_class == FORWARDING_FAILURE, s.messages), else_=0))
-                              .label(FORWARDING_FAILURE),
-                              func.sum(s.dmarc_pass).label("dmarc_pass"))
+        # the rows themselves, summed once by sender (summing per address first costs more)
+        per_address = (select(s.source_id.label("source_id"), s.messages, s.records,
+                              case((s.record_class == FORWARDED, s.messages), else_=0).label(FORWARDED),
+                              case((s.record_class == FORWARDING_FAILURE, s.messages), else_=0)
+                              .label(FORWARDING_FAILURE), s.dmarc_pass)
                        .where(_in_window(flt), s.record_class.in_(FORWARDING_CLASSES))
-                       .group_by(s.source_id).subquery("per_address"))
+                       .subquery("per_address"))
         return _forwarders(conn, per_address, limit)
     messages = func.coalesce(RECORDS.c["count"], 0)
     record_class = VERDICTS.c.record_class
@@ -223,10 +221,10 @@ def broken_signatures(conn: Connection, flt: RecordFilter,
                        .group_by(broken.c.domain, broken.c.ip).subquery("per_address"))
     else:  # the judge wrote each record's broken d= into its per-address class row
         s = SOURCE_CLASSES.c
-        per_address = (select(s.broken_domain.label("domain"), s.source_id.label("source_id"),
-                              func.sum(s.messages).label("messages"), func.sum(s.records).label("records"))
+        per_address = (select(s.broken_domain.label("domain"), s.source_id.label("source_id"), s.messages,
+                              s.records)
                        .where(_in_window(flt), s.record_class == FORWARDING_FAILURE, s.broken_domain != "")
-                       .group_by(s.broken_domain, s.source_id).subquery("per_address"))
+                       .subquery("per_address"))
     rows = _by_sender(conn, per_address, (), limit, by_domain=True)
     groups = [BrokenSignatures(**_group_fields(row), domain=row.domain) for row in rows]
     volume = Volume(int(rows[0].all_messages or 0), int(rows[0].all_records or 0)) if rows else Volume()
@@ -283,11 +281,9 @@ def _volume_sums() -> list[Any]:
 
 def _by_sender(conn: Connection, per_address: FromClause, sums: tuple[str, ...], limit: int | None,
                by_domain: bool = False) -> Sequence[Any]:
-    """Per-address sums regrouped by sender, largest first, with what the group's addresses
-    share and, beside each group, the number of groups and the volume of all of them.
-
-    Summing per address first means each address's identity is read once, not once per
-    record: a forwarder's address stands for many records.
+    """Sums by sender, largest first, with what the group's addresses share and, beside each
+    group, the number of groups and the volume of all of them. `per_address` holds rows of an
+    address (by `source_id`, or by `ip` when summed from the records), one or more each.
     """
     a = ADDRESSES.c
     named = and_(a.identified_at.is_not(None), a.sender.is_not(None), a.sender != UNKNOWN)
@@ -304,7 +300,7 @@ def _by_sender(conn: Connection, per_address: FromClause, sums: tuple[str, ...],
     messages = func.sum(per_address.c.messages)
     query = (select(*keys, messages.label("messages"), func.sum(per_address.c.records).label("records"),
                     *(func.sum(per_address.c[name]).label(name) for name in sums),
-                    func.count(func.nullif(a.ip, "")).label("sources"), *shared,
+                    func.count(func.distinct(case((a.ip != "", a.id)))).label("sources"), *shared,
                     func.count().over().label("group_count"), func.sum(messages).over().label("all_messages"),
                     func.sum(func.sum(per_address.c.records)).over().label("all_records"))
              .select_from(per_address.join(ADDRESSES, a.id == per_address.c.source_id
