@@ -9,12 +9,10 @@ transaction that replaces the batch's verdicts whole.
 
 from __future__ import annotations
 
-import gc
 import logging
 import multiprocessing
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -31,6 +29,7 @@ from app.models import (
     SourceAddress,
     table_of,
 )
+from ingest.cyclic_gc import cyclic_gc_paused
 from ingest.dns_snapshot_store import SNAPSHOTS, load_history
 from ingest.record_class import FORWARDING_SOURCE_TYPES
 from ingest.record_verdict import RecordJudge, ReportPolicy, Verdict
@@ -86,7 +85,7 @@ def _recompute_share(engine: Engine, everything: bool, domains: Sequence[str] | 
         condition.append(REPORTS.c.policy_domain.in_([domain.lower() for domain in domains]))
     mine = [REPORTS.c.id % share[1] == share[0]] if share[1] > 1 else []
     condition += mine
-    with _collector_paused():
+    with cyclic_gc_paused():
         for _ in range(MAX_PASSES):
             run_started = datetime.now(UTC)
             with engine.connect() as conn:
@@ -152,20 +151,6 @@ def _run(engine: Engine, judge: RecordJudge, source_types: dict[str, str], condi
         stats.seconds = time.perf_counter() - started
         if progress:
             progress(stats)
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Python's cyclic garbage collector off for the run: judging builds millions of small
-    acyclic tuples, which reference counting frees, and with the collector on the repeated
-    scans of the growing memo tables took 40% of the time. Restored on the way out."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def _history_mark(conn: Connection) -> tuple[Any, ...]:

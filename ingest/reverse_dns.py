@@ -20,6 +20,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Final, Literal
 
 from ingest.dns_source import DnsAnswer, DnsSource, RecordType, domain_name
@@ -40,6 +41,8 @@ NEGATIVE_TTL: Final = 300.0
 FAILURE_TTL: Final = 30.0
 MAX_TTL: Final = 86_400.0
 MAX_ENTRIES: Final = 100_000
+BASE_DOMAINS_KEPT: Final = 1 << 17
+_OCTETS: Final = [str(octet) for octet in range(256)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,8 +132,13 @@ def _is_address(text: str, address: ipaddress.IPv4Address | ipaddress.IPv6Addres
         return False
 
 
+@lru_cache(maxsize=BASE_DOMAINS_KEPT)
 def _base_domain(name: str) -> str | None:
-    """None for a single label ("localhost"): it has no registrable domain to speak of."""
+    """None for a single label ("localhost"): it has no registrable domain to speak of.
+
+    Kept per name, as the suffix list's own answers are: checking a PTR name again (the same
+    sources identified again while their answers are cached) then costs a dict probe, where
+    `psl_org_domain` spends ten times that normalising a name that is normal already."""
     return psl_org_domain(name) if "." in name else None
 
 
@@ -148,14 +156,15 @@ def check_many(source: DnsSource, ips: Iterable[str], workers: int = 16) -> dict
     checked: dict[str, ReverseDns] = {}
     pending = []
     if isinstance(source, TtlCache):  # what the cache can answer whole needs no thread
-        cached_only = _CachedOnly(source)
         for ip in distinct:
             try:
-                checked[ip] = check_reverse(cached_only, ip)
-            except _NotCached:
-                pending.append(ip)
+                found = check_cached(source, ip)
             except (ValueError, TypeError):
                 continue
+            if found is None:
+                pending.append(ip)
+            else:
+                checked[ip] = found
     else:
         for ip in distinct:
             try:
@@ -163,8 +172,9 @@ def check_many(source: DnsSource, ips: Iterable[str], workers: int = 16) -> dict
             except (ValueError, TypeError):
                 continue
             pending.append(ip)
-    if pending:
-        checked |= _check_in_threads(source, pending, workers)
+    if not pending:
+        return checked  # filled in the order given
+    checked |= _check_in_threads(source, pending, workers)
     return {ip: checked[ip] for ip in distinct if ip in checked}
 
 
@@ -174,6 +184,68 @@ def _check_in_threads(source: DnsSource, distinct: list[str], workers: int) -> d
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="reverse-dns") as pool:
         return dict(pair for run in pool.map(lambda run: [(ip, check_reverse(source, ip)) for ip in run],
                                              runs) for pair in run)
+
+
+def check_cached(cache: TtlCache, ip: str) -> ReverseDns | None:
+    """`check_reverse` answered from `cache` alone, never asking upstream: None when an answer
+    it needs is not cached (or no longer fresh), with the hits up to there counted as such.
+
+    A warm cache answers a whole batch this way, and at that point the check's own bookkeeping
+    is the cost: so an IPv4 address, the common case, is checked here without an address
+    object, under one lock and one reading of the clock for its two or three look-ups (an entry
+    expiring between them would have been fresh a microsecond earlier). Anything else takes
+    the general path through a source that refuses to ask. Raises ValueError (or TypeError)
+    for what is not an IP address, as `check_reverse` does.
+    """
+    if ":" in ip:
+        try:
+            return check_reverse(_CachedOnly(cache), ip)
+        except _NotCached:
+            return None
+    try:
+        packed = socket.inet_pton(socket.AF_INET, ip)
+    except OSError:
+        raise ValueError(f"{ip!r} is not an IP address") from None
+    octets = _OCTETS
+    arpa = f"{octets[packed[3]]}.{octets[packed[2]]}.{octets[packed[1]]}.{octets[packed[0]]}.in-addr.arpa"
+    entries = cache._entries
+    with cache._lock:
+        now = cache._clock()
+        entry = entries.get((arpa, "PTR"))
+        if entry is None or now >= entry[0]:
+            return None
+        cache.hits += 1
+        answer = entry[1]
+        if answer.failed:
+            return ReverseDns(ip, None, False, None, "temperror")
+        records = answer.records
+        if len(records) == 1:  # nearly always: skip the set and the sort
+            names = [name] if (name := domain_name(records[0])) not in (".", "") else []
+        else:
+            names = sorted({domain_name(record) for record in records} - {".", ""})[:MAX_PTR_NAMES]
+        if not names:
+            return ReverseDns(ip, None, False, None, "no_ptr")
+        failed = False
+        for name in names:
+            entry = entries.get((domain_name(name), "A"))
+            if entry is None or now >= entry[0]:
+                return None
+            cache.hits += 1
+            forward = entry[1]
+            if forward.failed:
+                failed = True
+                continue
+            for text in forward.records:
+                if _is_packed_ipv4(text, packed):
+                    return ReverseDns(ip, name, True, _base_domain(name), "confirmed")
+    return ReverseDns(ip, names[0], False, _base_domain(names[0]), "temperror" if failed else "unconfirmed")
+
+
+def _is_packed_ipv4(text: str, packed: bytes) -> bool:
+    try:
+        return socket.inet_pton(socket.AF_INET, text) == packed
+    except OSError:
+        return False
 
 
 class _NotCached(Exception):

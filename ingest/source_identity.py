@@ -21,12 +21,58 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 from ingest.ip_network_db import NetworkInfo
 from ingest.reverse_dns import ReverseDns
 from ingest.sender_catalogue import SenderCatalogue, Service
 
 UNKNOWN = "unknown"
+
+IdentityRow = tuple[str, str | None, str | None, str | None, str | None, str | None, str | None, int | None,
+                    str | None, str | None]
+"""A SourceIdentity's fields in their order: what the enrichment stage writes, without building
+a dataclass per address on the way."""
+
+
+class ServiceLookups(Protocol):
+    """The look-ups identification makes: a SenderCatalogue, or a MemoisedCatalogue over one."""
+
+    def by_ptr(self, ptr_name: str) -> Service | None: ...
+    def by_asn(self, asn: int) -> Service | None: ...
+    def by_as_name(self, as_name: str) -> Service | None: ...
+    def by_dkim_domain(self, domain: str) -> Service | None: ...
+    def by_envelope_domain(self, domain: str) -> Service | None: ...
+
+
+class MemoisedCatalogue:
+    """A catalogue whose answers for DKIM and envelope domains are kept for the run: the same few
+    signing and bounce domains come back for address after address, and a dict probe costs a
+    fraction of a suffix walk. The other look-ups are passed on: AS numbers and names are dict
+    probes already, and PTR names are nearly all distinct (one per host), so keeping them would
+    only hold memory."""
+
+    def __init__(self, catalogue: SenderCatalogue) -> None:
+        self._catalogue = catalogue
+        self._dkim: dict[str, Service | None] = {}
+        self._envelope: dict[str, Service | None] = {}
+        self.by_ptr = catalogue.by_ptr
+        self.by_asn = catalogue.by_asn
+        self.by_as_name = catalogue.by_as_name
+
+    def by_dkim_domain(self, domain: str) -> Service | None:
+        try:
+            return self._dkim[domain]
+        except KeyError:
+            found = self._dkim[domain] = self._catalogue.by_dkim_domain(domain)
+            return found
+
+    def by_envelope_domain(self, domain: str) -> Service | None:
+        try:
+            return self._envelope[domain]
+        except KeyError:
+            found = self._envelope[domain] = self._catalogue.by_envelope_domain(domain)
+            return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,38 +102,44 @@ class SourceIdentity:
     country: str | None
 
 
-def identify(evidence: SourceEvidence, catalogue: SenderCatalogue) -> SourceIdentity:
-    reverse, network = evidence.reverse, evidence.network
-    ptr = reverse.ptr if reverse else None
-    confirmed = bool(reverse and reverse.confirmed)
-    service, matched_by = _catalogue_match(evidence, catalogue, ptr, confirmed)
-    base_domain = reverse.base_domain if reverse else None
-    sender = service.name if service is not None else base_domain or network.as_name or UNKNOWN
-    return SourceIdentity(
-        sender=sender, service=service.name if service else None,
-        service_type=str(service.type) if service else None, matched_by=matched_by,
-        ptr=ptr, reverse_dns=reverse.outcome if reverse else None, base_domain=base_domain,
-        asn=network.asn, as_name=network.as_name, country=network.country)
+def identify(evidence: SourceEvidence, catalogue: ServiceLookups) -> SourceIdentity:
+    return SourceIdentity(*identity_row(evidence.reverse, evidence.network, evidence.spf_include_service,
+                                        evidence.dkim_domains, evidence.envelope_domains, catalogue))
 
 
-def _catalogue_match(evidence: SourceEvidence, catalogue: SenderCatalogue, ptr: str | None,
-                     confirmed: bool) -> tuple[Service | None, str | None]:
+def identity_row(reverse: ReverseDns | None, network: NetworkInfo, spf_include_service: Service | None,
+                 dkim_domains: Iterable[str], envelope_domains: Iterable[str],
+                 catalogue: ServiceLookups) -> IdentityRow:
+    """`identify` on the evidence taken apart, for the enrichment stage's hot loop: the same
+    rules, without a SourceEvidence in and a SourceIdentity out for every address."""
+    if reverse is None:
+        ptr = base_domain = outcome = None
+        confirmed = False
+    else:
+        ptr, confirmed, base_domain, outcome = (reverse.ptr, reverse.confirmed, reverse.base_domain,
+                                                reverse.outcome)
+    asn, as_name, country, _ = network
+    service: Service | None = None
+    matched_by: str | None = None
     if ptr and confirmed and (service := catalogue.by_ptr(ptr)):
-        return service, "ptr"
-    if evidence.spf_include_service is not None:
-        return evidence.spf_include_service, "spf_include"
-    network = evidence.network
-    if network.asn is not None and (service := catalogue.by_asn(network.asn)):
-        return service, "asn"
-    if network.as_name and (service := catalogue.by_as_name(network.as_name)):
-        return service, "as_name"
-    if service := _first(catalogue.by_dkim_domain, evidence.dkim_domains):
-        return service, "dkim_domain"
-    if service := _first(catalogue.by_envelope_domain, evidence.envelope_domains):
-        return service, "envelope_domain"
-    if ptr and not confirmed and (service := catalogue.by_ptr(ptr)):
-        return service, "ptr_unconfirmed"
-    return None, None
+        matched_by = "ptr"
+    elif spf_include_service is not None:
+        service, matched_by = spf_include_service, "spf_include"
+    elif asn is not None and (service := catalogue.by_asn(asn)):
+        matched_by = "asn"
+    elif as_name and (service := catalogue.by_as_name(as_name)):
+        matched_by = "as_name"
+    elif service := _first(catalogue.by_dkim_domain, dkim_domains):
+        matched_by = "dkim_domain"
+    elif service := _first(catalogue.by_envelope_domain, envelope_domains):
+        matched_by = "envelope_domain"
+    elif ptr and not confirmed and (service := catalogue.by_ptr(ptr)):
+        matched_by = "ptr_unconfirmed"
+    if service is None:
+        return (base_domain or as_name or UNKNOWN, None, None, None, ptr, outcome, base_domain,
+                asn, as_name, country)
+    return (service.name, service.name, str(service.type), matched_by, ptr, outcome, base_domain,
+            asn, as_name, country)
 
 
 def _first(match: Callable[[str], Service | None], domains: Iterable[str]) -> Service | None:

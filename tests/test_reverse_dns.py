@@ -18,6 +18,7 @@ from ingest.reverse_dns import (
     NEGATIVE_TTL,
     ReverseDns,
     TtlCache,
+    check_cached,
     check_many,
     check_reverse,
     reverse_name,
@@ -472,3 +473,94 @@ def test_cache_is_shared_between_threads(clock: Clock) -> None:
     assert cache.hits + cache.misses == 8 * 2000
     assert cache.misses == sum(table.asked.values())
     assert len(cache) <= 40
+
+
+# -- check_cached: the warm cache's own path ---------------------------------------------------
+
+def ptr(ip: str, *names: str, outcome: DnsOutcome = DnsOutcome.ANSWER) -> tuple[tuple[str, str], DnsAnswer]:
+    name = reverse_name(ip)
+    return (name, "PTR"), DnsAnswer(name, "PTR", outcome, names, 600 if names else None)
+
+
+def forward(name: str, *addresses: str, rdtype: RecordType = "A",
+            outcome: DnsOutcome = DnsOutcome.ANSWER) -> tuple[tuple[str, str], DnsAnswer]:
+    return (name, rdtype), DnsAnswer(name, rdtype, outcome, addresses, 600 if addresses else None)
+
+
+MANY_NAMES = [f"n{index:02}.example.test" for index in range(12)]
+CASES = dict([
+    ptr("192.0.2.1", "Mail.Example.TEST"), forward("mail.example.test", "192.0.2.1"),  # confirmed
+    ptr("192.0.2.2", "elsewhere.example.test"), forward("elsewhere.example.test", "192.0.2.99"),
+    ptr("192.0.2.3", outcome=DnsOutcome.NXDOMAIN),
+    ptr("192.0.2.4", outcome=DnsOutcome.SERVFAIL),
+    ptr("192.0.2.5", "broken.example.test"), forward("broken.example.test", outcome=DnsOutcome.TIMEOUT),
+    ptr("192.0.2.6", "c.example.test", "a.example.test", "b.example.test"),  # a: no, b: failed, c: yes
+    forward("a.example.test", "192.0.2.99"), forward("b.example.test", outcome=DnsOutcome.SERVFAIL),
+    forward("c.example.test", "192.0.2.6"),
+    ptr("192.0.2.7", "x.example.test", "y.example.test"),  # x failed, y does not exist
+    forward("x.example.test", outcome=DnsOutcome.SERVFAIL),
+    ptr("192.0.2.8", "."),
+    ptr("192.0.2.9", "localhost"), forward("localhost", "192.0.2.9"),
+    ptr("192.0.2.10", *MANY_NAMES), forward(MANY_NAMES[-1], "192.0.2.10"),  # past the tenth: not asked
+    ptr("192.0.2.11", "spelt.example.test"), forward("spelt.example.test", "not an address", "192.0.2.11"),
+    ptr("192.0.2.12", "nodata.example.test"), forward("nodata.example.test", outcome=DnsOutcome.NODATA),
+    ptr("192.0.2.13", "v6only.example.test"), forward("v6only.example.test", "192.0.2.13", rdtype="AAAA"),
+    ptr("2001:db8::1", "v6.example.test"), forward("v6.example.test", "2001:db8:0::1", rdtype="AAAA"),
+])
+CASE_IPS = ["192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.4", "192.0.2.5", "192.0.2.6", "192.0.2.7",
+            "192.0.2.8", "192.0.2.9", "192.0.2.10", "192.0.2.11", "192.0.2.12", "192.0.2.13", "192.0.2.14",
+            "2001:db8::1", "::ffff:192.0.2.1", "::ffff:192.0.2.6"]
+
+
+def test_check_cached_gives_what_check_reverse_gives(clock: Clock) -> None:
+    """Every outcome, from a warm cache; hits counted as a check through the cache counts them."""
+    table = Table(CASES)
+    cache = TtlCache(table, clock)
+    for ip in CASE_IPS:
+        expected = check_reverse(table, ip)
+        if not ip.startswith("::ffff:"):  # a mapped address shares its IPv4 address's answers
+            assert check_cached(cache, ip) is None  # nothing cached yet
+        assert check_reverse(cache, ip) == expected  # now everything it needs is
+        hits = cache.hits
+        check_reverse(cache, ip)
+        per_check = cache.hits - hits
+        asked = dict(table.asked)
+        assert check_cached(cache, ip) == expected, ip
+        assert cache.hits - hits == 2 * per_check and table.asked == asked, ip
+    assert check_cached(cache, "192.0.2.10").ptr == MANY_NAMES[0]
+    assert check_cached(cache, "192.0.2.6") == ReverseDns("192.0.2.6", "c.example.test", True, "example.test",
+                                                          "confirmed")
+
+
+def test_check_cached_refuses_what_check_reverse_refuses(clock: Clock) -> None:
+    cache = TtlCache(Table({}), clock)
+    for bad in ["mail.example.com", "", "192.0.2", "192.0.2.256", "01.2.3.4", "fe80::1%eth0"]:
+        with pytest.raises(ValueError):
+            check_reverse(Counting(None), bad)
+        with pytest.raises(ValueError):
+            check_cached(cache, bad)
+
+
+def test_check_cached_is_none_when_an_answer_is_missing_or_stale(clock: Clock) -> None:
+    table = Table(CASES)
+    cache = TtlCache(table, clock)
+    cache.lookup(reverse_name("192.0.2.1"), "PTR")  # the PTR name's address is not cached
+    hits = cache.hits
+    assert check_cached(cache, "192.0.2.1") is None
+    assert cache.hits == hits + 1  # the PTR answer was, as check_reverse through the cache counts it
+    check_reverse(cache, "192.0.2.1")
+    assert check_cached(cache, "192.0.2.1") is not None
+    clock.now += 600
+    assert check_cached(cache, "192.0.2.1") is None
+
+
+def test_check_many_from_a_warm_cache_gives_what_it_gives_without_one(clock: Clock) -> None:
+    table = Table(CASES)
+    cache = TtlCache(table, clock)
+    asked = [*CASE_IPS, "not an address", *reversed(CASE_IPS)]
+    uncached = check_many(table, asked, workers=2)
+    assert check_many(cache, asked, workers=2) == uncached
+    asked_upstream = dict(table.asked)
+    warm = check_many(cache, asked, workers=2)
+    assert warm == uncached and list(warm) == list(uncached) == CASE_IPS
+    assert table.asked == asked_upstream  # nothing asked again

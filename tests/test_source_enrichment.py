@@ -124,6 +124,22 @@ def test_each_kind_of_evidence_names_its_source(world):
     assert identify(world).sources == 0  # identified once; `everything` does them again
 
 
+def test_sources_identified_long_ago_are_identified_again(world):
+    """What the serve cycle asks for: the stale ones, a limited number at a time."""
+    assert identify(world, now=datetime.now(UTC) - timedelta(days=30)).sources == 7
+    first = identities(world["engine"])
+    assert identify(world, stale_after=timedelta(days=365)).sources == 0
+    assert identify(world, stale_after=timedelta(days=7), limit=3).sources == 3
+    assert identify(world, stale_after=timedelta(days=7)).sources == 4
+    assert identify(world, stale_after=timedelta(days=7)).sources == 0
+    again = identities(world["engine"])
+    columns = ("sender", "service", "service_type", "matched_by", "ptr", "reverse_dns", "base_domain", "asn",
+               "as_name", "country")
+    assert {ip: tuple(getattr(row, c) for c in columns) for ip, row in again.items()} == {
+        ip: tuple(getattr(row, c) for c in columns) for ip, row in first.items()}
+    assert all(again[ip].identified_at > first[ip].identified_at for ip in again)
+
+
 def test_a_known_forwarder_makes_failing_mail_a_forwarding_failure(world):
     identify(world)
     recompute(world["engine"])

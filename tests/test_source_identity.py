@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import astuple, fields, replace
 from pathlib import Path
 
 import pytest
@@ -10,7 +10,14 @@ import pytest
 from ingest.ip_network_db import NetworkInfo
 from ingest.reverse_dns import ReverseDns
 from ingest.sender_catalogue import SenderCatalogue
-from ingest.source_identity import SourceEvidence, identify
+from ingest.source_enrichment import IDENTITY_COLUMNS
+from ingest.source_identity import (
+    MemoisedCatalogue,
+    SourceEvidence,
+    SourceIdentity,
+    identify,
+    identity_row,
+)
 
 FIXTURE = Path(__file__).parent / "fixtures" / "identity" / "catalogue.toml"
 NOTHING = NetworkInfo(None, None, None, None)
@@ -88,3 +95,43 @@ def test_a_reverse_lookup_that_failed_is_kept_as_such(catalogue):
     failed = ReverseDns("198.18.0.1", None, False, None, "temperror")
     found = identify(evidence(reverse=failed), catalogue)
     assert (found.reverse_dns, found.sender) == ("temperror", "unknown")
+
+
+def test_a_memoised_catalogue_answers_as_the_catalogue_does(catalogue):
+    """Asked twice each, so the second answer is the kept one; misses are kept too."""
+    memoised = MemoisedCatalogue(catalogue)
+    questions = [("by_ptr", "mx.relay.example"), ("by_ptr", "relay.example.org"),
+                 ("by_asn", 64496), ("by_asn", 64511), ("by_as_name", "example-test-as"),
+                 ("by_as_name", "SOME-ISP"), ("by_dkim_domain", "s1.sign.esp.example"),
+                 ("by_dkim_domain", "customer.example"), ("by_envelope_domain", "bounce.esp.example"),
+                 ("by_envelope_domain", "esp.example")]
+    for method, value in questions * 2:
+        assert getattr(memoised, method)(value) == getattr(catalogue, method)(value), (method, value)
+
+
+def test_identification_is_the_same_through_a_memoised_catalogue(catalogue):
+    esp = catalogue.by_name("Test ESP")
+    cases = [
+        evidence(),
+        evidence(reverse=confirmed("mx3.relay.example", "relay.example")),
+        evidence(reverse=ReverseDns("198.18.0.1", "mx.relay.example", False, "relay.example", "unconfirmed")),
+        evidence(spf_include_service=esp),
+        evidence(network=NetworkInfo(64496, "EXAMPLE-TEST-AS", "NL", "198.18.0.0/15")),
+        evidence(network=NetworkInfo(None, "example-test-as", "NL", None)),
+        evidence(network=NetworkInfo(64511, "SOME-ISP", "DE", None)),
+        evidence(dkim_domains=("customer.example", "s1.sign.esp.example")),
+        evidence(dkim_domains=("customer.example",), envelope_domains=("x.example", "bounce.esp.example")),
+        evidence(reverse=confirmed("static-1.isp.example.net", "example.net"),
+                 network=NetworkInfo(64511, "SOME-ISP", "DE", None)),
+        evidence(reverse=ReverseDns("198.18.0.1", None, False, None, "temperror")),
+    ]
+    memoised = MemoisedCatalogue(catalogue)
+    for case in cases * 2:
+        assert identify(case, memoised) == identify(case, catalogue), case
+        assert identity_row(case.reverse, case.network, case.spf_include_service, list(case.dkim_domains),
+                            list(case.envelope_domains), memoised) == astuple(identify(case, catalogue))
+
+
+def test_an_identity_row_holds_the_stored_columns_in_their_order():
+    """The enrichment stage writes identity_row's tuples straight into these columns."""
+    assert tuple(field.name for field in fields(SourceIdentity)) == IDENTITY_COLUMNS
