@@ -136,15 +136,33 @@ class VerdictWriter:
                     (report_id, record_no, *self._verdict(verdict), self._when(as_of), computed)
                     for report_id, record_no, verdict, as_of in rows])
             cursor.executemany(self._insert(CLASS_TOTALS.name, TOTAL_COLUMNS), list(totals))
-            cursor.executemany(self._insert_sources(), [
-                (report_id, record_class, broken, messages, records, passed, ip)
-                for report_id, ip, record_class, broken, messages, records, passed in sources])
+            if self._copy:
+                self._copy_sources(cursor, list(sources))
+            else:
+                cursor.executemany(self._insert_sources(), [
+                    (report_id, record_class, broken, messages, records, passed, ip)
+                    for report_id, ip, record_class, broken, messages, records, passed in sources])
         finally:
             cursor.close()
 
     def _insert(self, table: str, columns: Sequence[str]) -> str:
         markers = ", ".join([self._marker] * len(columns))
         return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({markers})"
+
+    def _copy_sources(self, cursor: Any, sources: list[tuple[int, str, str, str, int, int, int]]) -> None:
+        """PostgreSQL: the batch's address ids in one query, then COPY (an INSERT ... SELECT per
+        row, as on SQLite, made judging there 40% slower)."""
+        if not sources:
+            return
+        cursor.execute(f"SELECT ip, id FROM {ADDRESSES.name} WHERE ip = ANY(%s)",
+                       (sorted({row[1] for row in sources}),))
+        address_ids = dict(cursor.fetchall())
+        data = "".join(f"{report_id}\t{address_ids[ip]}\t{_copy_field(record_class)}\t{_copy_field(broken)}\t"
+                       f"{messages}\t{records}\t{passed}\n"
+                       for report_id, ip, record_class, broken, messages, records, passed in sources
+                       if ip in address_ids)
+        with cursor.copy(f"COPY {SOURCE_CLASSES.name} ({', '.join(SOURCE_COLUMNS)}) FROM STDIN") as copy:
+            copy.write(data)
 
     def _insert_sources(self) -> str:
         m = self._marker
