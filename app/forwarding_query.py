@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection
 
 from app.models import UNDATED, JsonColumn
 from app.record_filter import ADDRESSES, RECORDS, REPORTS, VERDICTS, RecordFilter
-from app.source_groups import SOURCE_CLASSES, UNKNOWN
+from app.source_groups import SOURCE_CLASSES, UNKNOWN, source_classes_in_window
 from app.summary_query import CLASS_TOTALS, day_rows
 from ingest.daily_totals import dmarc_result, report_days
 
@@ -156,7 +156,7 @@ def forwarders(conn: Connection, flt: RecordFilter, limit: int | None) -> Rankin
                               case((s.record_class == FORWARDED, s.messages), else_=0).label(FORWARDED),
                               case((s.record_class == FORWARDING_FAILURE, s.messages), else_=0)
                               .label(FORWARDING_FAILURE), s.dmarc_pass)
-                       .where(_in_window(flt), s.record_class.in_(FORWARDING_CLASSES))
+                       .where(source_classes_in_window(flt), s.record_class.in_(FORWARDING_CLASSES))
                        .subquery("per_address"))
         return _forwarders(conn, per_address, limit)
     messages = func.coalesce(RECORDS.c["count"], 0)
@@ -223,7 +223,8 @@ def broken_signatures(conn: Connection, flt: RecordFilter,
         s = SOURCE_CLASSES.c
         per_address = (select(s.broken_domain.label("domain"), s.source_id.label("source_id"), s.messages,
                               s.records)
-                       .where(_in_window(flt), s.record_class == FORWARDING_FAILURE, s.broken_domain != "")
+                       .where(source_classes_in_window(flt), s.record_class == FORWARDING_FAILURE,
+                              s.broken_domain != "")
                        .subquery("per_address"))
     rows = _by_sender(conn, per_address, (), limit, by_domain=True)
     groups = [BrokenSignatures(**_group_fields(row), domain=row.domain) for row in rows]
@@ -253,12 +254,6 @@ def _broken_records(conn: Connection, flt: RecordFilter) -> FromClause:
 
 
 # -- shared parts -------------------------------------------------------------------------------
-
-def _in_window(flt: RecordFilter) -> ColumnElement[bool]:
-    """The per-address class rows of the window's reports, read report by report: the rows of
-    one report lie together under its id, and a window is a fraction of the history."""
-    return SOURCE_CLASSES.c.report_id.in_(select(REPORTS.c.id).where(*flt.analysed_reports()))
-
 
 def _judged_records() -> FromClause:
     return RECORDS.join(REPORTS, RECORDS.c.report_id == REPORTS.c.id).join(VERDICTS, and_(

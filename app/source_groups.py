@@ -139,6 +139,12 @@ def _add_identity(conn: Connection, by: SourceGrouping, groups: list[SourceGroup
                           for name in shared}
 
 
+def source_classes_in_window(flt: RecordFilter) -> ColumnElement[bool]:
+    """The per-address class rows of the window's reports, read report by report: the rows of
+    one report lie together under its id, and a window is a fraction of the history."""
+    return SOURCE_CLASSES.c.report_id.in_(select(REPORTS.c.id).where(*flt.analysed_reports()))
+
+
 def never_judged_reports(conn: Connection, flt: RecordFilter) -> list[int]:
     """The window's reports the judge has not reached yet (no class totals): usually none, as
     it runs right after ingest, so their records are rarely read."""
@@ -158,12 +164,11 @@ def _classes(conn: Connection, flt: RecordFilter, by: SourceGrouping,
     found: dict[str, dict[str, int]] = defaultdict(dict)
     if not flt.has_record_filters:
         s = SOURCE_CLASSES.c
-        # the window's reports drive the read (each one's rows lie together under its id)
         # one row per group, a sum per class (grouping by class too costs a third more)
         per_class = [func.sum(case((s.record_class == name, s.messages), else_=0)) for name in RecordClass]
         judged = (select(key.label("k"), *per_class)
                   .select_from(SOURCE_CLASSES.join(ADDRESSES, ADDRESSES.c.id == s.source_id))
-                  .where(s.report_id.in_(select(REPORTS.c.id).where(*flt.analysed_reports())), key.in_(keys))
+                  .where(source_classes_in_window(flt), key.in_(keys))
                   .group_by(key))
         for k, *sums in conn.execute(judged):
             found[k].update((str(name), int(m)) for name, m in zip(RecordClass, sums, strict=True) if m)

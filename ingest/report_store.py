@@ -24,6 +24,7 @@ from app.db import BEGIN_MODE
 from app.models import Original, Record, Report, ReportOrigin, table_of
 from ingest import daily_totals
 from ingest.aggregate_report import ReportHeader
+from ingest.dbapi_rows import placeholder
 from ingest.original_store import StoredOriginal
 from ingest.record_batch import TABLE_COLUMNS, RecordBatch, Row, rows_digest
 from ingest.report_identity import HEADER_FIELDS, ContentDigest, ReportIdentity, org_name_key
@@ -80,7 +81,7 @@ class ReportStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
-        self._mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"
+        self._mark = placeholder(engine.dialect)
 
     def insert_sql(self, table: str, report_id: int) -> str:
         columns = TABLE_COLUMNS[table]

@@ -21,6 +21,7 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.engine import Connection
 
 from ingest.cyclic_gc import cyclic_gc_paused
+from ingest.dbapi_rows import fetch_rows, placeholder
 from ingest.dns_source import DnsSource
 from ingest.ip_network_db import NetworkDb, network_db
 from ingest.recompute import ADDRESSES, DKIM, RECORDS, REPORTS, SPF
@@ -106,26 +107,11 @@ def _nobody(ip: str) -> Service | None:
     return None
 
 
-def _marker(conn: Connection) -> str:
-    return "?" if conn.dialect.paramstyle in ("qmark", "numeric") else "%s"
-
-
-def _fetch(conn: Connection, sql: str, parameters: Sequence[Any]) -> list[Any]:
-    """Rows as the driver returns them: SQLAlchemy's per-row processing cost more than the
-    queries here, and none of their columns needs it."""
-    cursor = conn.connection.cursor()
-    try:
-        cursor.execute(sql, parameters)
-        return list(cursor.fetchall())
-    finally:
-        cursor.close()
-
-
 def _pending(conn: Connection, everything: bool, identified_before: datetime | None,
              limit: int | None) -> list[PendingSource]:
     """The sources to identify, by id; whether one was identified before is all that is needed of
     its identified_at, so the moment is not read back."""
-    mark = _marker(conn)
+    mark = placeholder(conn.dialect)
     parameters: list[Any] = [""]
     where = "ip != " + mark
     if not everything:
@@ -141,7 +127,7 @@ def _pending(conn: Connection, everything: bool, identified_before: datetime | N
     if limit is not None:
         sql += f" LIMIT {int(limit)}"
     return [(source_id, ip, packed, service_type, bool(identified))
-            for source_id, ip, packed, service_type, identified in _fetch(conn, sql, parameters)]
+            for source_id, ip, packed, service_type, identified in fetch_rows(conn, sql, parameters)]
 
 
 def _seen_domains(conn: Connection, first_id: int, last_id: int
@@ -149,7 +135,7 @@ def _seen_domains(conn: Connection, first_id: int, last_id: int
     """The d= domains of passing signatures and the SPF domains seen with each address of the
     id range, by message volume, most frequent first. The range, not a list of addresses: a
     list of thousands of bound values costs more to send than the join costs to run."""
-    mark = _marker(conn)
+    mark = placeholder(conn.dialect)
     found: list[dict[int, list[str]]] = []
     sources, records = ADDRESSES.name, RECORDS.name
     for table in (DKIM.name, SPF.name):
@@ -162,7 +148,7 @@ def _seen_domains(conn: Connection, first_id: int, last_id: int
                f"WHERE {sources}.id BETWEEN {mark} AND {mark} AND {table}.domain IS NOT NULL{passing} "
                f"GROUP BY {sources}.id, lower({table}.domain) ORDER BY {sources}.id, volume DESC")
         seen: dict[int, list[str]] = {}
-        for source_id, name, _ in _fetch(conn, sql, (first_id, last_id)):
+        for source_id, name, _ in fetch_rows(conn, sql, (first_id, last_id)):
             names = seen.get(source_id)
             if names is None:
                 seen[source_id] = [name]
@@ -189,7 +175,7 @@ def _store(engine: Engine, batch: Sequence[PendingSource], identities: Sequence[
             if conn.dialect.name == "postgresql":
                 _update_through_copy(cursor, batch, identities, at)
             else:
-                _update_each(cursor, _marker(conn), batch, identities, at)
+                _update_each(cursor, placeholder(conn.dialect), batch, identities, at)
         finally:
             cursor.close()
         for start in range(0, len(retyped), 500):

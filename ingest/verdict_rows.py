@@ -29,6 +29,7 @@ from app.models import (
     SourceAddress,
 )
 from app.models import table_of as _table_of
+from ingest.dbapi_rows import fetch_rows, placeholder
 from ingest.record_verdict import DkimAuth, RecordFacts, SpfAuth, Verdict
 
 VERDICTS = _table_of(RecordVerdict)
@@ -50,15 +51,6 @@ def _in_list(ids: Sequence[int]) -> str:
     return ",".join(str(int(value)) for value in ids)
 
 
-def _fetch(conn: Connection, sql: str) -> list[tuple[Any, ...]]:
-    cursor = conn.connection.cursor()
-    try:
-        cursor.execute(sql)
-        return list(cursor.fetchall())
-    finally:
-        cursor.close()
-
-
 def read_records(conn: Connection, ids: Sequence[int],
                  source_types: Mapping[str, str] | None = None) -> dict[int, list[StoredRecord]]:
     """Every record of the reports `ids`, with its auth results, override reasons and, from
@@ -66,25 +58,25 @@ def read_records(conn: Connection, ids: Sequence[int],
     types = source_types or {}
     where = f"WHERE report_id IN ({_in_list(ids)})"
     dkim: dict[tuple[int, int], list[DkimAuth]] = defaultdict(list)
-    for row in _fetch(conn, (
+    for row in fetch_rows(conn, (
             f"SELECT report_id, record_no, domain, selector, result FROM {_table_of(RecordDkimResult)} "
             f"{where} ORDER BY report_id, record_no, seq")):
         dkim[row[:2]].append(DkimAuth(row[2], row[3], row[4]))
     spf: dict[tuple[int, int], list[SpfAuth]] = defaultdict(list)
-    for row in _fetch(conn, (
+    for row in fetch_rows(conn, (
             f"SELECT report_id, record_no, domain, scope, result FROM {_table_of(RecordSpfResult)} "
             f"{where} ORDER BY report_id, record_no, seq")):
         spf[row[:2]].append(SpfAuth(row[2], row[3], row[4]))
     reasons: dict[tuple[int, int], list[str]] = defaultdict(list)
-    for report_id, record_no, kind in _fetch(conn, (
+    for report_id, record_no, kind in fetch_rows(conn, (
             f"SELECT report_id, record_no, type FROM {_table_of(RecordReason)} {where} "
             f"ORDER BY report_id, record_no, seq")):
         if kind:
             reasons[(report_id, record_no)].append(kind)
     records: dict[int, list[StoredRecord]] = defaultdict(list)
-    for report_id, record_no, source_ip, header_from, envelope_from, policy_dkim, policy_spf, count in _fetch(
-            conn, (f"SELECT report_id, record_no, source_ip, header_from, envelope_from, dkim, spf, count "
-                   f"FROM {_table_of(Record)} {where} ORDER BY report_id, record_no")):
+    for report_id, record_no, source_ip, header_from, envelope_from, policy_dkim, policy_spf, count in \
+            fetch_rows(conn, (f"SELECT report_id, record_no, source_ip, header_from, envelope_from, dkim, "
+                              f"spf, count FROM {_table_of(Record)} {where} ORDER BY report_id, record_no")):
         key = (report_id, record_no)
         records[report_id].append((record_no, count, RecordFacts(
             source_ip, header_from, envelope_from, policy_dkim, policy_spf, tuple(dkim.get(key, ())),
@@ -98,7 +90,7 @@ class VerdictWriter:
 
     def __init__(self, conn: Connection) -> None:
         dialect = conn.dialect
-        self._marker = "?" if dialect.paramstyle in ("qmark", "numeric") else "%s"
+        self._marker = placeholder(dialect)
         self._copy = dialect.name == "postgresql"
         self._json = json.dumps if self._copy else _processor(VERDICTS, "dkim", conn)
         self._moment = _processor(VERDICTS, "dns_as_of", conn)
