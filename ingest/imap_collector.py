@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 
 from ingest.collector_status import StatusBoard
 from ingest.imap_mailbox import FETCH_BYTES, MailboxError, MailboxSession
-from ingest.ingest_workers import IngestWorkers, StoreFailure, ingest_one
+from ingest.ingest_workers import GROUP_INPUTS, IngestWorkers, StoreFailure, ingest_group
 from ingest.mailbox_config import MailboxConfig
 from ingest.pipeline import IngestPipeline, InputOutcome
 
@@ -230,10 +230,10 @@ class MailboxCollector:
                 yield uid, outcome
 
     def _ingest_here(self, inputs: list[tuple[bytes, str]]) -> Iterator[InputOutcome | StoreFailure]:
-        for body, source in inputs:
-            outcome = ingest_one(self.pipeline, body, source)
-            yield outcome
-            if isinstance(outcome, StoreFailure):
+        for start in range(0, len(inputs), GROUP_INPUTS):
+            outcomes = ingest_group(self.pipeline, inputs[start:start + GROUP_INPUTS])
+            yield from outcomes
+            if any(isinstance(outcome, StoreFailure) for outcome in outcomes):
                 return
 
     def _observe(self, outcome: InputOutcome) -> None:

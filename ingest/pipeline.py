@@ -9,16 +9,20 @@ because then nothing can be promised and the caller must retry later.
 from __future__ import annotations
 
 import gc
+import io
 import logging
+import random
 import threading
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
+from itertools import chain
 from pathlib import Path
 from typing import BinaryIO
 
 from sqlalchemy import Engine
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
 from ingest.aggregate_normaliser import normalise_header
 from ingest.aggregate_report import RepairNotes, ReportHeader
@@ -31,12 +35,17 @@ from ingest.limits import DecompressionBudget, UnpackLimits
 from ingest.original_store import OriginalStore, StoredOriginal
 from ingest.parallel_parser import cores
 from ingest.read_mode import ReadAgain, ReadMode
+from ingest.record_batch import RecordBatch
 from ingest.report_identity import ContentDigest, ReportIdentity, header_values
 from ingest.report_store import ReportStore, ReportTransaction
 from ingest.tls_store import store_tls_report
 from ingest.unpack import Opener, Payload, ReportKind, UnpackFailure, unpack
 
 log = logging.getLogger(__name__)
+
+GROUP_ATTEMPTS = 4
+"""Tries of a write group that PostgreSQL ends as a deadlock before the store is called broken."""
+_DEADLOCK = "40P01"
 
 
 class IngestPipeline:
@@ -72,6 +81,40 @@ class IngestPipeline:
             return InputOutcome(source, None, "failed", str(exc), exc.reason)
         path = original.storage_path
         return self._process(original, lambda: self.originals.open(path), source)
+
+    def ingest_group(self, inputs: Sequence[tuple[bytes, str]]) -> list[InputOutcome]:
+        """Ingest (bytes, source) inputs whose source keeps them until told they are stored
+        (a mailbox), with all their writes committed once, at the end (`ReportStore.grouped`).
+
+        Every input is still kept and judged exactly as by `ingest_stream`, each in a savepoint
+        of its own, so one input's failure never touches another's reports. An input holding a
+        failure or TLS report is ingested alone after the group, with its own transactions.
+        A broken store raises: then no outcome is given, and an input whose writes did commit
+        (the group, before a later lone input failed) is found again as a duplicate.
+        """
+        for attempt in range(1, GROUP_ATTEMPTS + 1):
+            try:
+                outcomes = self._grouped(inputs)
+                break
+            except DBAPIError as exc:
+                # concurrent groups upsert the same address and daily rows in their own order
+                if attempt == GROUP_ATTEMPTS or getattr(exc.orig, "sqlstate", None) != _DEADLOCK:
+                    raise
+                log.info("write group of %d inputs ended as a deadlock; trying it again", len(inputs))
+                time.sleep(random.uniform(0.05, 0.25) * attempt)
+        return [outcome if outcome is not None else self.ingest_stream(io.BytesIO(body), source)
+                for outcome, (body, source) in zip(outcomes, inputs, strict=True)]
+
+    def _grouped(self, inputs: Sequence[tuple[bytes, str]]) -> list[InputOutcome | None]:
+        outcomes: list[InputOutcome | None] = []
+        with self.store.grouped():
+            for body, source in inputs:
+                try:
+                    with self.store.savepoint():
+                        outcomes.append(self.ingest_stream(io.BytesIO(body), source))
+                except _OwnTransactions:
+                    outcomes.append(None)
+        return outcomes
 
     def retry_failed(self) -> Iterator[InputOutcome]:
         """Parse again every input that failed, partly failed, or was interrupted."""
@@ -124,6 +167,8 @@ class IngestPipeline:
                  sha256: str) -> ReportOutcome:
         """Store one report of a kind whose store is a single call, with the aggregate path's
         promises: bad input fails alone, a broken database raises, a bug never loses input."""
+        if self.store.grouping:
+            raise _OwnTransactions  # their stores open transactions of their own
         for attempt in range(2):
             try:
                 return store(payload, sha256)
@@ -182,12 +227,13 @@ class IngestPipeline:
             source = open_aggregate(stream, mode, self.parse_workers)
             header = normalise_header(source.header(), notes)
             identity = ReportIdentity.of(header)
+            batches = _read_ahead(source.batches())
             with self.store.report_transaction(identity) as tx:
                 copies = tx.existing_copies()
                 if not copies:
-                    return self._write(tx, source, header, notes, payload, sha256, None)
+                    return self._write(tx, source, batches, header, notes, payload, sha256, None)
                 digest = ContentDigest(header_values(header))
-                for batch in source.batches():
+                for batch in batches:
                     digest.add(batch.content_sum(), len(batch))
                 for report_id, content in copies:
                     if content is None:
@@ -201,13 +247,15 @@ class IngestPipeline:
                     source = open_aggregate(second_read, mode, self.parse_workers)
                     fresh_notes = RepairNotes()
                     header = normalise_header(source.header(), fresh_notes)
-                    return self._write(tx, source, header, fresh_notes, payload, sha256, copies[0][0])
+                    return self._write(tx, source, source.batches(), header, fresh_notes, payload, sha256,
+                                       copies[0][0])
 
-    def _write(self, tx: ReportTransaction, source: AggregateSource, header: ReportHeader,
-               notes: RepairNotes, payload: Payload, sha256: str, conflict_of: int | None) -> ReportOutcome:
+    def _write(self, tx: ReportTransaction, source: AggregateSource, batches: Iterator[RecordBatch],
+               header: ReportHeader, notes: RepairNotes, payload: Payload, sha256: str,
+               conflict_of: int | None) -> ReportOutcome:
         report_id = tx.insert_report(header, sha256, payload.location, conflict_of)
         records = messages = 0
-        for batch in source.batches():
+        for batch in batches:
             tx.insert_batch(report_id, batch)
             records += len(batch)
             messages += batch.messages
@@ -225,6 +273,23 @@ class IngestPipeline:
             tx.add_to_daily_totals(report_id, header)
         return ReportOutcome(payload.location, "aggregate", "new", report_id=report_id,
                              records=records, conflict_of=conflict_of, notes=lines)
+
+
+class _OwnTransactions(Exception):
+    """Raised inside a write group for an input that must be ingested on its own."""
+
+
+def _read_ahead(batches: Iterator[RecordBatch]) -> Iterator[RecordBatch]:
+    """The first batch parsed now, before the report's transaction begins.
+
+    On SQLite that transaction holds the database's one write lock, so whatever is parsed
+    inside it is parsed while every other writer waits. A report of up to `BATCH_RECORDS`
+    records (nearly every report a mailbox receives) is then wholly parsed outside the lock,
+    and concurrent ingest workers overlap their parsing instead of taking turns. Larger
+    reports go on streaming inside the transaction, one batch at a time, as before.
+    """
+    first = next(batches, None)
+    return batches if first is None else chain((first,), batches)
 
 
 def _input_status(outcome: InputOutcome) -> str:

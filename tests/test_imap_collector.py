@@ -19,7 +19,7 @@ from sqlalchemy import Engine, text
 from ingest.collector_status import StatusBoard, stored_statuses
 from ingest.imap_collector import Collector, MailboxCollector
 from ingest.imap_mailbox import MailboxError, MailboxSession
-from ingest.ingest_workers import IngestWorkers
+from ingest.ingest_workers import IngestWorkers, StoreFailure, ingest_one
 from ingest.limits import UnpackLimits
 from ingest.mailbox_config import MailboxConfig
 from ingest.pipeline import IngestPipeline, InputOutcome
@@ -297,30 +297,45 @@ def unblock_writes(engine: Engine) -> None:
 
 def test_database_unwritable_mid_batch(dovecot: DovecotServer, mailbox: Callable[..., MailboxConfig],
                                        pipeline: IngestPipeline, engine: Engine) -> None:
-    config = mailbox()
+    config = mailbox()  # batches of 5, each ingested as one write group
     messages = [report_email(f"w{number}", records=1) for number in range(12)]
     for message in messages:
         dovecot.append(config.user, "INBOX", message)
-    # in the first batch: the 3rd message's report is committed, but the store fails before
-    # the input is marked done, so that message is not moved either
-    block_writes_after(engine, 3)
+    # the first batch commits; the second fails at its 2nd input (the 7th report), so none of
+    # its messages is stored (the group's transaction is undone whole) and none is moved
+    block_writes_after(engine, 7)
     board = StatusBoard(engine)
     failed = MailboxCollector(config, pipeline, board).run_pass()
 
     assert not failed.ok and failed.reason == "database_unavailable", failed
     assert "stays in INBOX" in (failed.error or "")
-    assert reports_in(engine) == 3
-    assert sorted(dovecot.folder_messages(config.user, "Archive")) == sorted(messages[:2])
-    assert sorted(dovecot.folder_messages(config.user, "INBOX")) == sorted(messages[2:])
+    assert reports_in(engine) == 5 and count_rows(engine, "original") == 5
+    assert sorted(dovecot.folder_messages(config.user, "Archive")) == sorted(messages[:5])
+    assert sorted(dovecot.folder_messages(config.user, "INBOX")) == sorted(messages[5:])
     assert dovecot.folder_uids(config.user, "Invalid") == []
     status = board.get(config.label)
     assert status.state == "backoff" and status.last_error_reason == "database_unavailable"
 
     unblock_writes(engine)
     recovered = MailboxCollector(config, pipeline, board).run_pass()
-    assert recovered.ok and recovered.archived == 10  # the 3rd is found already stored
+    assert recovered.ok and recovered.archived == 7
     assert sorted(dovecot.folder_messages(config.user, "Archive")) == sorted(messages)
     assert reports_in(engine) == 12 and count_rows(engine, "original") == 12
+
+
+def test_report_stored_but_input_not_marked_is_moved_after_recovery(
+        tmp_path: Path, pipeline: IngestPipeline, engine: Engine) -> None:
+    """Outside a write group (an upload), a report can be committed before the store fails
+    to mark its input done; the input is then not answered as stored, and its next ingest
+    finds the report already there and stores nothing twice."""
+    block_writes_after(engine, 1)
+    body = report_email("marked", records=1)
+    failure = ingest_one(pipeline, body, "upload")
+    assert isinstance(failure, StoreFailure) and reports_in(engine) == 1
+    unblock_writes(engine)
+    again = ingest_one(pipeline, body, "upload")
+    assert isinstance(again, InputOutcome) and [r.status for r in again.reports] == ["duplicate"]
+    assert reports_in(engine) == 1 and count_rows(engine, "original") == 1
 
 
 # -- errors a user must be told about ------------------------------------------------------
