@@ -4,11 +4,11 @@ Two things make a small report e-mail cheap. Write groups (`IngestPipeline.inges
 twenty inputs share one transaction, so one disk flush and one write of each shared index
 page serve them all, where one input alone needed three commits. Worker processes, each with
 its own pipeline and database connection: the MIME parsing, unpacking and parsing are Python
-that threads cannot overlap. On PostgreSQL the groups of several workers write side by side;
-SQLite has one write lock, held for a whole group, so there its groups take turns and the
-collector's own process does as well (the default there). Each input is still judged exactly
-as `IngestPipeline.ingest_stream` does it, and its group is committed before its outcome comes
-back, so the caller's "move only what is stored" rule holds unchanged.
+that threads cannot overlap. Groups are for SQLite, whose one write lock makes writers take
+turns anyway (so there worker processes gain little over the collector's own); on PostgreSQL
+the workers' inputs are written side by side, one input per transaction. Each input is still
+judged exactly as `IngestPipeline.ingest_stream` does it, and committed before its outcome
+comes back, so the caller's "move only what is stored" rule holds unchanged.
 """
 
 from __future__ import annotations
@@ -117,8 +117,15 @@ def ingest_one(pipeline: IngestPipeline, body: bytes, source: str) -> InputOutco
 
 def ingest_group(pipeline: IngestPipeline,
                  inputs: list[tuple[bytes, str]]) -> list[InputOutcome | StoreFailure]:
-    """Inputs that stay at their source until stored, in one write group; when the store
-    fails, every one of them is answered with the failure (none of them was stored)."""
+    """Inputs that stay at their source until stored, in one write group on SQLite; when the
+    store fails, every one of them is answered with the failure (none of them was stored).
+
+    On PostgreSQL writers do not take turns, and the groups of concurrent workers, each holding
+    row locks on the same daily totals and addresses for a whole group, deadlock more often than
+    not; there each input keeps transactions of its own.
+    """
+    if pipeline.engine.dialect.name != "sqlite":
+        return [ingest_one(pipeline, body, source) for body, source in inputs]
     try:
         return list(pipeline.ingest_group(inputs))
     except (SQLAlchemyError, OSError) as exc:
