@@ -1,14 +1,15 @@
 """Ingest many small inputs at once: how a mailbox backlog is drained fast.
 
 Two things make a small report e-mail cheap. Write groups (`IngestPipeline.ingest_group`):
-twenty inputs share one transaction, so one disk flush and one write of each shared index
-page serve them all, where one input alone needed three commits. Worker processes, each with
-its own pipeline and database connection: the MIME parsing, unpacking and parsing are Python
-that threads cannot overlap. Groups are for SQLite, whose one write lock makes writers take
-turns anyway (so there worker processes gain little over the collector's own); on PostgreSQL
-the workers' inputs are written side by side, one input per transaction. Each input is still
-judged exactly as `IngestPipeline.ingest_stream` does it, and committed before its outcome
-comes back, so the caller's "move only what is stored" rule holds unchanged.
+twenty inputs are read first (kept, unpacked, parsed) and then written in one transaction, so
+one disk flush and one write of each shared index page serve them all, where one input alone
+needed three commits. Worker processes, each with its own pipeline and database connection:
+the MIME parsing, unpacking and parsing are Python that threads cannot overlap; one worker
+reads its next group while another writes. Groups are for SQLite, whose one write lock makes
+writers take turns anyway (`app.db.writer_turn` queues them). On PostgreSQL each input keeps
+its own transactions, written side by side. Each input is still judged exactly as
+`IngestPipeline.ingest_stream` does it, and committed before its outcome comes back, so the
+caller's "move only what is stored" rule holds unchanged.
 """
 
 from __future__ import annotations
@@ -120,9 +121,9 @@ def ingest_group(pipeline: IngestPipeline,
     """Inputs that stay at their source until stored, in one write group on SQLite; when the
     store fails, every one of them is answered with the failure (none of them was stored).
 
-    On PostgreSQL writers do not take turns, and the groups of concurrent workers, each holding
-    row locks on the same daily totals and addresses for a whole group, deadlock more often than
-    not; there each input keeps transactions of its own.
+    Not on PostgreSQL: there the groups of concurrent workers, each holding row locks on the
+    same daily totals and addresses to its end, deadlocked more often than not, and groups made
+    to write in turn drained slower (70 messages/s against 87) than one transaction per input.
     """
     if pipeline.engine.dialect.name != "sqlite":
         return [ingest_one(pipeline, body, source) for body, source in inputs]

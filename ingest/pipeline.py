@@ -40,6 +40,7 @@ from ingest.report_identity import ContentDigest, ReportIdentity, header_values
 from ingest.report_store import ReportStore, ReportTransaction
 from ingest.tls_store import store_tls_report
 from ingest.unpack import Opener, Payload, ReportKind, UnpackFailure, unpack
+from ingest.write_group import ParsedPayload, PreparedInput, prepare
 
 log = logging.getLogger(__name__)
 
@@ -86,15 +87,19 @@ class IngestPipeline:
         """Ingest (bytes, source) inputs whose source keeps them until told they are stored
         (a mailbox), with all their writes committed once, at the end (`ReportStore.grouped`).
 
-        Every input is still kept and judged exactly as by `ingest_stream`, each in a savepoint
-        of its own, so one input's failure never touches another's reports. An input holding a
-        failure or TLS report is ingested alone after the group, with its own transactions.
+        Each input is first read without the database (`write_group.prepare`: kept, unpacked,
+        small reports parsed), so that the transaction only writes. Every input is still judged
+        exactly as by `ingest_stream`, each in a savepoint of its own, so one input's failure
+        never touches another's reports. An input `prepare` cannot read whole (a failure or TLS
+        report, whose stores open transactions of their own, or a large report) is ingested
+        alone after the group.
         A broken store raises: then no outcome is given, and an input whose writes did commit
         (the group, before a later lone input failed) is found again as a duplicate.
         """
+        prepared = [prepare(self.originals, self.limits, body, source) for body, source in inputs]
         for attempt in range(1, GROUP_ATTEMPTS + 1):
             try:
-                outcomes = self._grouped(inputs)
+                outcomes = self._grouped(prepared)
                 break
             except DBAPIError as exc:
                 # concurrent groups upsert the same address and daily rows in their own order
@@ -105,13 +110,19 @@ class IngestPipeline:
         return [outcome if outcome is not None else self.ingest_stream(io.BytesIO(body), source)
                 for outcome, (body, source) in zip(outcomes, inputs, strict=True)]
 
-    def _grouped(self, inputs: Sequence[tuple[bytes, str]]) -> list[InputOutcome | None]:
+    def _grouped(self, inputs: Sequence[PreparedInput]) -> list[InputOutcome | None]:
+        """The write half of a group: only writes, the reading was done by `prepare`."""
         outcomes: list[InputOutcome | None] = []
         with self.store.grouped():
-            for body, source in inputs:
+            for prepared in inputs:
+                if prepared.alone or prepared.original is None:
+                    outcomes.append(None)
+                    continue
                 try:
                     with self.store.savepoint():
-                        outcomes.append(self.ingest_stream(io.BytesIO(body), source))
+                        self.store.note_original(prepared.original, prepared.source)
+                        outcomes.append(self._process(prepared.original, _unused_opener, prepared.source,
+                                                      items=prepared.replay()))
                 except _OwnTransactions:
                     outcomes.append(None)
         return outcomes
@@ -134,11 +145,13 @@ class IngestPipeline:
         return original
 
     def _process(self, original: StoredOriginal, opener: Opener, source: str,
-                 retry: bool = False) -> InputOutcome:
+                 retry: bool = False, items: Iterator[Payload | UnpackFailure] | None = None) -> InputOutcome:
+        """Store what the input holds: as `unpack` finds it, or as `items` (a write group's
+        input, unpacked beforehand)."""
         outcome = InputOutcome(source, original.sha256, "ok")
         budget = DecompressionBudget(self.limits)
         try:
-            for item in unpack(opener, source, budget):
+            for item in items if items is not None else unpack(opener, source, budget):
                 if isinstance(item, UnpackFailure):
                     outcome.reports.append(ReportOutcome(item.location, "unknown", "failed",
                                                          error=str(item.error), reason=item.error.reason))
@@ -224,7 +237,9 @@ class IngestPipeline:
     def _store_with(self, payload: Payload, sha256: str, mode: ReadMode) -> ReportOutcome:
         notes = RepairNotes()
         with payload.open() as stream, _gc_paused():
-            source = open_aggregate(stream, mode, self.parse_workers)
+            parsed = payload.parsed if isinstance(payload, ParsedPayload) else None
+            source: AggregateSource = (parsed if parsed is not None and parsed.mode is mode
+                                       else open_aggregate(stream, mode, self.parse_workers))
             header = normalise_header(source.header(), notes)
             identity = ReportIdentity.of(header)
             batches = _read_ahead(source.batches())
@@ -273,6 +288,10 @@ class IngestPipeline:
             tx.add_to_daily_totals(report_id, header)
         return ReportOutcome(payload.location, "aggregate", "new", report_id=report_id,
                              records=records, conflict_of=conflict_of, notes=lines)
+
+
+def _unused_opener() -> BinaryIO:
+    raise AssertionError("a prepared input is not unpacked again")
 
 
 class _OwnTransactions(Exception):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -223,18 +223,32 @@ def test_polling_where_idle_is_not_used(dovecot: DovecotServer, mailbox: Callabl
 # -- failures: nothing lost, nothing twice ---------------------------------------------------
 
 class CrashingPipeline(IngestPipeline):
-    """Calls `crash` once, right after the n-th input is committed (before it can be moved)."""
+    """Calls `crash` once, right after the n-th input is committed (before it can be moved):
+    after its own transactions (PostgreSQL), or after its write group's (SQLite)."""
 
     def __init__(self, *args: Any, after: int, crash: Callable[[], None]) -> None:
         super().__init__(*args)
-        self.after, self.crash, self.seen = after, crash, 0
+        self.after, self.crash, self.seen, self.grouping = after, crash, 0, False
 
     def ingest_stream(self, *args: Any, **kwargs: Any) -> InputOutcome:
         outcome = super().ingest_stream(*args, **kwargs)
-        self.seen += 1
-        if self.seen == self.after:
-            self.crash()
+        if not self.grouping:
+            self._count(1)
         return outcome
+
+    def ingest_group(self, inputs: Sequence[tuple[bytes, str]]) -> list[InputOutcome]:
+        self.grouping = True
+        try:
+            outcomes = super().ingest_group(inputs)
+        finally:
+            self.grouping = False
+        self._count(len(inputs))
+        return outcomes
+
+    def _count(self, inputs: int) -> None:
+        before, self.seen = self.seen, self.seen + inputs
+        if before < self.after <= self.seen:
+            self.crash()
 
 
 def test_dovecot_killed_mid_batch_then_restarted(
@@ -246,7 +260,7 @@ def test_dovecot_killed_mid_batch_then_restarted(
         dovecot.append(config.user, "INBOX", message)
 
     def crash() -> None:
-        dovecot.kill()  # SIGKILL, mid-batch: message 12 is committed, 11 and 12 not yet moved
+        dovecot.kill()  # SIGKILL, mid-batch: the 12th message is committed but not yet moved
         threading.Timer(1.0, dovecot.restart).start()
 
     pipeline = CrashingPipeline(engine, data_dir, UnpackLimits(), after=12, crash=crash)

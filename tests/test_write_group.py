@@ -10,6 +10,7 @@ without their durable commit. Each test runs on SQLite and PostgreSQL.
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import threading
 from pathlib import Path
@@ -19,7 +20,7 @@ import pytest
 from sqlalchemy import Engine, event, text
 from sqlalchemy.exc import DBAPIError
 
-from app.db import create_db_engine, lazy_commit
+from app.db import create_db_engine, lazy_commit, upgrade_database
 from ingest.ingest_workers import StoreFailure, ingest_group
 from ingest.limits import UnpackLimits
 from ingest.pipeline import IngestPipeline, InputOutcome
@@ -151,3 +152,58 @@ def test_groups_that_deadlock_are_tried_again(engine: Engine, data_dir: Path, li
     assert [[statuses(outcome) for outcome in result] for result in results] == [[["new"], ["new"]]] * 2
     assert reports_in(engine) == 4 and count_rows(engine, "source_address") == 2
     assert "ended as a deadlock; trying it again" in caplog.text
+
+
+def stored_rows(engine: Engine) -> list[tuple[Any, ...]]:
+    with engine.connect() as conn:
+        return [tuple(row) for row in conn.execute(text(
+            "SELECT r.org_name, r.report_id, r.repair_notes, r.record_count, r.conflict_of_id IS NULL, "
+            "a.record_no, a.source_ip, a.count, a.disposition, a.dkim, a.spf, a.header_from "
+            "FROM aggregate_report r JOIN aggregate_record a ON a.report_id = r.id "
+            "ORDER BY r.org_name, r.report_id, r.id, a.record_no"))]
+
+
+def answers(outcome: InputOutcome | StoreFailure) -> tuple[Any, ...]:
+    assert isinstance(outcome, InputOutcome), outcome
+    return (outcome.status, outcome.reason, outcome.describe_errors(),
+            [(r.location, r.status, r.reason, r.records, r.notes, r.conflict_of is None)
+             for r in outcome.reports])
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_group_stores_what_one_input_at_a_time_stores(
+        pipeline: IngestPipeline, engine: Engine, tmp_path: Path, limits: UnpackLimits,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Read ahead of its transaction or not, every input gets the same answer and rows."""
+    monkeypatch.setattr("ingest.write_group.PREPARED_BYTES", 3000)  # the last report streams
+    records = [samples.Rec(source_ip=f"203.0.113.{n}") for n in range(1, 5)]
+    xml = samples.aggregate_xml(records, report_id="plain")
+    truncated = samples.aggregate_xml(records, report_id="cut")[:-200]
+    prefixed = samples.aggregate_xml(records, report_id="prefixed", prefix="d",
+                                     namespace="urn:ietf:params:xml:ns:dmarc-2.0")
+    changed = samples.aggregate_xml(records[:2], report_id="plain")  # same identity, other content
+    large = samples.aggregate_xml([samples.Rec(source_ip=f"198.51.100.{n}") for n in range(1, 60)],
+                                  report_id="large")
+    inputs = [
+        samples.email_with([(samples.gz(xml), "application/gzip", "plain.xml.gz")]),
+        samples.email_with([(samples.zipped({"a.xml": prefixed, "b.xml": truncated}), "application/zip",
+                             "two.zip")]),
+        samples.email_with([(samples.gz(xml, trailing=b"\0\0junk"), "application/gzip", "again.xml.gz")]),
+        samples.mbox([samples.single_part_email(samples.gz(changed)), not_a_report()]),
+        samples.email_with([(samples.gz(large), "application/gzip", "large.xml.gz")]),
+        not_a_report(),
+    ]
+    sources = [(body, f"imap:{number}") for number, body in enumerate(inputs)]
+
+    grouped = pipeline.ingest_group(sources)
+
+    reference_url = f"sqlite:///{tmp_path}/reference.db"
+    upgrade_database(reference_url)
+    reference_engine = create_db_engine(reference_url)
+    reference = IngestPipeline(reference_engine, tmp_path / "reference", limits)
+    one_by_one = [reference.ingest_stream(io.BytesIO(body), source) for body, source in sources]
+
+    assert [answers(outcome) for outcome in grouped] == [answers(outcome) for outcome in one_by_one]
+    assert stored_rows(engine) == stored_rows(reference_engine) != []
+    assert {answers(outcome)[0] for outcome in grouped} >= {"ok", "failed", "partial"}
+    reference_engine.dispose()
