@@ -16,6 +16,8 @@ database. It is for bookkeeping whose loss the next pass repairs, such as an inp
 
 from __future__ import annotations
 
+import fcntl
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -73,6 +75,30 @@ def create_db_engine(url: str) -> Engine:
         connection.exec_driver_sql(f"BEGIN {mode}".strip())
 
     return engine
+
+
+@contextmanager
+def writer_turn(engine: Engine) -> Iterator[None]:
+    """Wait for this process's turn to write a long SQLite transaction, in a queue kept by the
+    kernel (an exclusive `flock` beside the database), so that the next writer starts the moment
+    one commits. SQLite's own busy handler sleeps instead, ever longer up to 100 ms, and
+    processes that take turns for every write group would spend a third of their time asleep.
+    Other writers (uploads, judging) still wait through SQLite's lock, which this does not
+    replace; a database in memory, or PostgreSQL, needs no turn."""
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not database or database == ":memory:":
+        yield
+        return
+    with _turn_lock, open(f"{database}-writers.lock", "a+b") as lock_file:
+        fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock_file.fileno(), fcntl.LOCK_UN)
+
+
+_turn_lock = threading.Lock()
+"""flock is per open file: threads of one process queue here first."""
 
 
 @contextmanager

@@ -21,7 +21,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.expression import Executable
 
-from app.db import BEGIN_MODE, lazy_commit
+from app.db import BEGIN_MODE, lazy_commit, writer_turn
 from app.models import Original, Record, Report, ReportOrigin, table_of
 from ingest import daily_totals
 from ingest.aggregate_report import ReportHeader
@@ -102,7 +102,7 @@ class ReportStore:
         """
         if self.grouping:
             raise RuntimeError("write groups do not nest")
-        with self.engine.connect() as conn:
+        with writer_turn(self.engine), self.engine.connect() as conn:
             conn.execution_options(**{BEGIN_MODE: "IMMEDIATE"})
             with conn.begin():
                 self._group.conn = conn
