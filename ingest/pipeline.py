@@ -72,7 +72,7 @@ class IngestPipeline:
                                 "unreadable_file")
         except LimitExceeded as exc:
             return InputOutcome(source, None, "failed", str(exc), exc.reason)
-        return self._process(original, lambda: open(path, "rb"), source)
+        return self._process(original, self._unpacked(lambda: open(path, "rb"), source), source)
 
     def ingest_stream(self, stream: BinaryIO, source: str) -> InputOutcome:
         """Ingest from a one-shot stream (stdin, an upload): it is kept first, then read back."""
@@ -81,7 +81,7 @@ class IngestPipeline:
         except LimitExceeded as exc:
             return InputOutcome(source, None, "failed", str(exc), exc.reason)
         path = original.storage_path
-        return self._process(original, lambda: self.originals.open(path), source)
+        return self._process(original, self._unpacked(lambda: self.originals.open(path), source), source)
 
     def ingest_group(self, inputs: Sequence[tuple[bytes, str]]) -> list[InputOutcome]:
         """Ingest (bytes, source) inputs whose source keeps them until told they are stored
@@ -118,20 +118,16 @@ class IngestPipeline:
                 if prepared.alone or prepared.original is None:
                     outcomes.append(None)
                     continue
-                try:
-                    with self.store.savepoint():
-                        self.store.note_original(prepared.original, prepared.source)
-                        outcomes.append(self._process(prepared.original, _unused_opener, prepared.source,
-                                                      items=prepared.replay()))
-                except _OwnTransactions:
-                    outcomes.append(None)
+                with self.store.savepoint():
+                    self.store.note_original(prepared.original, prepared.source)
+                    outcomes.append(self._process(prepared.original, prepared.replay(), prepared.source))
         return outcomes
 
     def retry_failed(self) -> Iterator[InputOutcome]:
         """Parse again every input that failed, partly failed, or was interrupted."""
         for original, source in self.store.originals_to_retry():
-            yield self._process(original, partial(self.originals.open, original.storage_path),
-                                source, retry=True)
+            opener = partial(self.originals.open, original.storage_path)
+            yield self._process(original, self._unpacked(opener, source), source, retry=True)
 
     # -- one input ------------------------------------------------------------------------
 
@@ -144,14 +140,16 @@ class IngestPipeline:
         self.store.note_original(original, source)
         return original
 
-    def _process(self, original: StoredOriginal, opener: Opener, source: str,
-                 retry: bool = False, items: Iterator[Payload | UnpackFailure] | None = None) -> InputOutcome:
-        """Store what the input holds: as `unpack` finds it, or as `items` (a write group's
-        input, unpacked beforehand)."""
+    def _unpacked(self, opener: Opener, source: str) -> Iterator[Payload | UnpackFailure]:
+        return unpack(opener, source, DecompressionBudget(self.limits))
+
+    def _process(self, original: StoredOriginal, items: Iterator[Payload | UnpackFailure], source: str,
+                 retry: bool = False) -> InputOutcome:
+        """Store what the input holds: its items as `unpack` finds them (or found them, for a
+        write group's input, read beforehand by `write_group.prepare`)."""
         outcome = InputOutcome(source, original.sha256, "ok")
-        budget = DecompressionBudget(self.limits)
         try:
-            for item in items if items is not None else unpack(opener, source, budget):
+            for item in items:
                 if isinstance(item, UnpackFailure):
                     outcome.reports.append(ReportOutcome(item.location, "unknown", "failed",
                                                          error=str(item.error), reason=item.error.reason))
@@ -180,8 +178,8 @@ class IngestPipeline:
                  sha256: str) -> ReportOutcome:
         """Store one report of a kind whose store is a single call, with the aggregate path's
         promises: bad input fails alone, a broken database raises, a bug never loses input."""
-        if self.store.grouping:
-            raise _OwnTransactions  # their stores open transactions of their own
+        # their stores open transactions of their own: `prepare` keeps such inputs out of groups
+        assert not self.store.grouping, "a failure or TLS report inside a write group"
         for attempt in range(2):
             try:
                 return store(payload, sha256)
@@ -288,14 +286,6 @@ class IngestPipeline:
             tx.add_to_daily_totals(report_id, header)
         return ReportOutcome(payload.location, "aggregate", "new", report_id=report_id,
                              records=records, conflict_of=conflict_of, notes=lines)
-
-
-def _unused_opener() -> BinaryIO:
-    raise AssertionError("a prepared input is not unpacked again")
-
-
-class _OwnTransactions(Exception):
-    """Raised inside a write group for an input that must be ingested on its own."""
 
 
 def _read_ahead(batches: Iterator[RecordBatch]) -> Iterator[RecordBatch]:

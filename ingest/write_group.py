@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from ingest.aggregate_report import RawReportHeader
 from ingest.aggregate_source import open_aggregate
 from ingest.errors import IngestError
-from ingest.ingest_outcome import InputOutcome
 from ingest.limits import DecompressionBudget, UnpackLimits
 from ingest.original_store import OriginalStore, StoredOriginal
 from ingest.read_mode import ReadAgain, ReadMode
@@ -57,8 +56,7 @@ class ParsedPayload(Payload):
 class PreparedInput:
     source: str
     original: StoredOriginal | None = None
-    answered: InputOutcome | None = None
-    """The input's outcome when it was refused before it could be kept (too large)."""
+    """None when it could not be kept (too large): then it is also `alone`."""
     alone: bool = False
     items: list[Payload | UnpackFailure] = field(default_factory=list)
     error: IngestError | None = None
