@@ -50,8 +50,7 @@ class IngestWorkers:
         self.data_dir = data_dir
         self.limits = limits
         self.workers = workers
-        self.grouped = make_url(database_url).get_backend_name() == "sqlite"
-        """Whether `ingest_group` writes in groups here (see there)."""
+        self.grouped = writes_in_groups(make_url(database_url).get_backend_name())
         self._pool: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
 
@@ -123,18 +122,30 @@ def ingest_one(pipeline: IngestPipeline, body: bytes, source: str) -> InputOutco
         return _store_failure(exc)
 
 
+def writes_in_groups(backend: str) -> bool:
+    """Whether inputs are written in groups on this database: on SQLite only.
+
+    On PostgreSQL the groups of concurrent workers, each holding row locks on the same daily
+    totals and addresses to its end, deadlocked more often than not, and groups made to write
+    in turn (an advisory lock) drained at 53 messages/s with two workers, against 88 for one
+    transaction per input written side by side.
+    """
+    return backend == "sqlite"
+
+
 def ingest_group(pipeline: IngestPipeline,
                  inputs: list[tuple[bytes, str]]) -> list[InputOutcome | StoreFailure]:
-    """Inputs that stay at their source until stored, in one write group on SQLite; when the
-    store fails, every one of them is answered with the failure (none of them was stored).
-
-    Not on PostgreSQL: there the groups of concurrent workers, each holding row locks on the
-    same daily totals and addresses to its end, deadlocked more often than not, and groups made
-    to write in turn (an advisory lock) drained at 53 messages/s with two workers, against 88
-    for one transaction per input written side by side.
-    """
-    if pipeline.engine.dialect.name != "sqlite":
-        return [ingest_one(pipeline, body, source) for body, source in inputs]
+    """Inputs that stay at their source until stored, in one write group where the database
+    `writes_in_groups`, else one by one. Once the store fails, every input not yet answered is
+    answered with that failure (none of them was stored, nor tried: they would fail alike)."""
+    if not writes_in_groups(pipeline.engine.dialect.name):
+        outcomes: list[InputOutcome | StoreFailure] = []
+        for body, source in inputs:
+            outcome = ingest_one(pipeline, body, source)
+            outcomes.append(outcome)
+            if isinstance(outcome, StoreFailure):
+                return outcomes + [outcome] * (len(inputs) - len(outcomes))
+        return outcomes
     try:
         return list(pipeline.ingest_group(inputs))
     except (SQLAlchemyError, OSError) as exc:

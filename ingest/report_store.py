@@ -95,10 +95,9 @@ class ReportStore:
         For inputs whose source keeps them until told they are stored (mail in a mailbox):
         committing twenty small inputs at once costs one disk flush instead of sixty, and each
         shared index page reaches the log once. Nothing is durable, and no outcome may be
-        acted on, before the block ends without raising. On PostgreSQL a group holds the
-        identity locks of its reports to its end: should two concurrent groups share two
-        reports in opposite order, PostgreSQL ends one of them as a deadlock, and its inputs,
-        answered as a store failure, are taken again on the next pass.
+        acted on, before the block ends without raising. On PostgreSQL a group holds its row and
+        identity locks to its end, so concurrent groups can deadlock: PostgreSQL ends one, and
+        `IngestPipeline.ingest_group` tries it again (the collector groups on SQLite only).
         """
         if self.grouping:
             raise RuntimeError("write groups do not nest")
