@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import cache
 from typing import Protocol
 
 from ingest.ip_network_db import NetworkInfo
@@ -53,26 +54,11 @@ class MemoisedCatalogue:
     only hold memory."""
 
     def __init__(self, catalogue: SenderCatalogue) -> None:
-        self._catalogue = catalogue
-        self._dkim: dict[str, Service | None] = {}
-        self._envelope: dict[str, Service | None] = {}
+        self.by_dkim_domain = cache(catalogue.by_dkim_domain)
+        self.by_envelope_domain = cache(catalogue.by_envelope_domain)
         self.by_ptr = catalogue.by_ptr
         self.by_asn = catalogue.by_asn
         self.by_as_name = catalogue.by_as_name
-
-    def by_dkim_domain(self, domain: str) -> Service | None:
-        try:
-            return self._dkim[domain]
-        except KeyError:
-            found = self._dkim[domain] = self._catalogue.by_dkim_domain(domain)
-            return found
-
-    def by_envelope_domain(self, domain: str) -> Service | None:
-        try:
-            return self._envelope[domain]
-        except KeyError:
-            found = self._envelope[domain] = self._catalogue.by_envelope_domain(domain)
-            return found
 
 
 @dataclass(frozen=True, slots=True)
