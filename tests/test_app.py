@@ -15,7 +15,7 @@ from app.api_tokens import Scope
 from ingest.pipeline import IngestPipeline
 from tests import samples
 from tests.conftest import drop_postgres_database, free_port
-from tests.live_server import RUA, LiveServer
+from tests.live_server import RUA, LiveServer, run_server
 
 
 @pytest.fixture
@@ -32,6 +32,17 @@ def test_health_and_readiness(server: httpx.Client) -> None:
     ready = server.get("/readyz")
     assert ready.status_code == 200
     assert ready.json()["status"] == "ok"
+
+
+def test_the_installed_script_serves_and_stops_on_sigterm(database_url: str, tmp_path: Path) -> None:
+    """The other tests' servers are forked from a process with the app imported already
+    (tests.preloaded_server); this one is the installed `rua` script, started from scratch."""
+    with run_server(database_url, tmp_path / "server", installed=True) as live, \
+            live.client(Scope.READ) as client:
+        assert client.get("/healthz").json() == {"status": "ok"}
+        assert client.get("/readyz").json()["status"] == "ok"
+        assert client.get("/api/v1/reports").status_code == 200
+    assert "Traceback" not in live.log_text()
 
 
 DAY = 86400
