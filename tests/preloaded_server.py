@@ -24,6 +24,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -67,13 +68,7 @@ def _serve_requests() -> None:
 def _run_child(start: dict[str, Any]) -> None:
     code = 1
     try:
-        log = os.open(start["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        os.dup2(log, 1)
-        os.dup2(log, 2)
-        os.close(log)
-        null = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(null, 0)
-        os.close(null)
+        _take_stdio(start)
         os.environ.clear()
         os.environ.update(start["env"])
         os.chdir(start["cwd"])
@@ -86,14 +81,32 @@ def _run_child(start: dict[str, Any]) -> None:
         code = 0
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    except BaseException:  # the log is where a test reads why the server died
+    except BaseException:  # as the interpreter would: the traceback on stderr, status 1
         traceback.print_exc()
     finally:
         try:
+            atexit._run_exitfuncs()  # what a normal exit runs (pools joined, logs flushed)
             sys.stdout.flush()
             sys.stderr.flush()
         finally:
             os._exit(code)
+
+
+def _take_stdio(start: dict[str, Any]) -> None:
+    """The child's standard streams: the files the test named, opened afresh, as a new
+    interpreter would open them (the preloaded process's own are its request pipes)."""
+    stdin = os.open(start.get("stdin") or os.devnull, os.O_RDONLY)
+    out = os.open(start["stdout"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    err = out if start["stderr"] == start["stdout"] else \
+        os.open(start["stderr"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    for fd, number in ((stdin, 0), (out, 1), (err, 2)):
+        os.dup2(fd, number)
+    for fd in {stdin, out, err}:
+        os.close(fd)
+    sys.stdin = open(0, encoding="utf-8", closefd=False)
+    sys.stdout = open(1, "w", encoding="utf-8", closefd=False)
+    sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace", buffering=1,
+                      closefd=False)
 
 
 # -- the test side ----------------------------------------------------------------------------------
@@ -133,13 +146,16 @@ _PRELOADER = _Preloader()
 
 
 class ServerProcess:
-    """A forked `rua serve`, driven as a `subprocess.Popen` would be (pid, poll, terminate,
-    kill, wait, returncode)."""
+    """A forked `rua` command (`serve`, or any other), driven as a `subprocess.Popen` would be
+    (pid, poll, terminate, kill, wait, returncode)."""
 
-    def __init__(self, argv: list[str], env: dict[str, str], cwd: Path, log: Path) -> None:
+    def __init__(self, argv: list[str], env: dict[str, str], cwd: Path, log: Path,
+                 stderr: Path | None = None, stdin: Path | None = None) -> None:
+        """`log` takes standard output, and standard error too unless `stderr` is given."""
         self.returncode: int | None = None
-        self.pid = int(_PRELOADER.ask({"start": {"argv": argv, "env": env, "cwd": str(cwd),
-                                                 "log": str(log)}})["pid"])
+        self.pid = int(_PRELOADER.ask({"start": {
+            "argv": argv, "env": env, "cwd": str(cwd), "stdout": str(log), "stderr": str(stderr or log),
+            "stdin": str(stdin) if stdin else None}})["pid"])
 
     def poll(self) -> int | None:
         if self.returncode is None:
@@ -163,6 +179,43 @@ class ServerProcess:
                 raise subprocess.TimeoutExpired(["rua", "serve"], timeout or 0)
             time.sleep(0.02)
         return code
+
+
+
+
+def run_rua(args: list[str], env: dict[str, str], cwd: Path | None = None, stdin: bytes | None = None,
+            timeout: float = 300) -> subprocess.CompletedProcess[bytes]:
+    """`subprocess.run(["rua", *args], capture_output=True, ...)`, in a forked child."""
+    with tempfile.TemporaryDirectory(prefix="rua-run-") as work:
+        folder = Path(work)
+        out, err = folder / "stdout", folder / "stderr"
+        given = None
+        if stdin is not None:
+            given = folder / "stdin"
+            given.write_bytes(stdin)
+        process = ServerProcess(args, env, cwd or Path.cwd(), out, stderr=err, stdin=given)
+        try:
+            code = process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            raise
+        return subprocess.CompletedProcess(["rua", *args], code, _read(out), _read(err))
+
+
+def run_rua_text(args: list[str], env: dict[str, str], cwd: Path | None = None, stdin: str | None = None,
+                 timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """`run_rua` with text in and out, as `subprocess.run(..., text=True)` gives it."""
+    done = run_rua(args, env, cwd, None if stdin is None else stdin.encode(), timeout)
+    return subprocess.CompletedProcess(done.args, done.returncode, _text(done.stdout), _text(done.stderr))
+
+
+def _text(data: bytes) -> str:
+    return data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _read(path: Path) -> bytes:
+    return path.read_bytes() if path.exists() else b""
 
 
 if __name__ == "__main__":

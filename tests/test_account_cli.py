@@ -23,6 +23,7 @@ from app.api_tokens import Scope, authenticate, create_token
 from app.dashboard_users import create_user, list_users, verify_login
 from tests.conftest import count_rows
 from tests.live_server import RUA
+from tests.preloaded_server import run_rua_text
 
 TOKEN_FIELDS = {"id", "name", "scope", "prefix", "created_at", "last_used_at", "revoked_at"}
 USER_FIELDS = {"id", "username", "created_at", "password_changed_at", "disabled"}
@@ -40,8 +41,7 @@ def env(database_url: str, tmp_path: Path) -> dict[str, str]:
 
 
 def rua(env: dict[str, str], *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(RUA), *args], env=env, capture_output=True, text=True, timeout=120,
-                          input=stdin, stdin=subprocess.DEVNULL if stdin is None else None)
+    return run_rua_text(list(args), env, stdin=stdin, timeout=120)
 
 
 def stored_values(engine: Engine, table: str) -> list[str]:

@@ -23,6 +23,7 @@ from sqlalchemy import inspect
 from app.db import _alembic_config, create_db_engine
 from tests import samples
 from tests.conftest import count_rows
+from tests.preloaded_server import run_rua, run_rua_text
 
 RUA = Path(sys.executable).parent / "rua"
 
@@ -35,12 +36,11 @@ def clean_environment(**extra: str) -> dict[str, str]:
 
 
 def rua(env: dict[str, str], *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(RUA), *args], env=env, capture_output=True, text=True, timeout=300,
-                          cwd=cwd, stdin=subprocess.DEVNULL)
+    return run_rua_text(list(args), env, cwd=cwd)
 
 
 def rua_bytes_stdin(env: dict[str, str], *args: str, stdin: bytes) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run([str(RUA), *args], env=env, input=stdin, capture_output=True, timeout=300)
+    return run_rua(list(args), env, stdin=stdin)
 
 
 def summary(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from app.settings import Settings
 from tests.conftest import count_rows
 from tests.imap_server import DovecotServer
 from tests.live_server import run_server
+from tests.preloaded_server import run_rua_text
 from tests.test_imap_collector import not_a_report, report_email, wait_for
 
 RUA = Path(sys.executable).parent / "rua"
@@ -31,7 +32,7 @@ def rua(args: list[str], database_url: str, tmp_path: Path,
         env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     environment = {k: v for k, v in os.environ.items() if not k.startswith("RUA_")}
     environment.update(RUA_DATABASE_URL=database_url, RUA_DATA_DIR=str(tmp_path / "data"), **env)
-    return subprocess.run([str(RUA), *args], env=environment, capture_output=True, text=True, timeout=120)
+    return run_rua_text(args, environment, timeout=120)
 
 
 def test_rua_poll_makes_one_pass_and_says_what_it_did(dovecot: DovecotServer, database_url: str,

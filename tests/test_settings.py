@@ -25,6 +25,7 @@ from ingest.limits import UnpackLimits
 from ingest.pipeline import IngestPipeline
 from tests import samples
 from tests.conftest import count_rows
+from tests.preloaded_server import run_rua_text
 
 RUA = Path(sys.executable).parent / "rua"
 
@@ -205,8 +206,7 @@ def test_limit_errors_name_the_setting_to_raise(monkeypatch: pytest.MonkeyPatch,
 # -- through the command -----------------------------------------------------------------------
 
 def rua(env: dict[str, str], *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(RUA), *args], env=env, capture_output=True, text=True, timeout=300, cwd=cwd,
-                          stdin=subprocess.DEVNULL)
+    return run_rua_text(list(args), env, cwd=cwd)
 
 
 def base_env(**extra: str) -> dict[str, str]:
