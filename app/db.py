@@ -83,8 +83,9 @@ def writer_turn(engine: Engine) -> Iterator[None]:
     kernel (an exclusive `flock` beside the database), so that the next writer starts the moment
     one commits. SQLite's own busy handler sleeps instead, ever longer up to 100 ms, and
     processes that take turns for every write group would spend a third of their time asleep.
-    Other writers (uploads, judging) still wait through SQLite's lock, which this does not
-    replace; a database in memory, or PostgreSQL, needs no turn."""
+    The collector's write groups and the judge's batches take turns here; other writers
+    (uploads, marks) still wait through SQLite's lock, which this does not replace. A database
+    in memory, or PostgreSQL, needs no turn."""
     database = engine.url.database if engine.dialect.name == "sqlite" else None
     if not database or database == ":memory:":
         yield

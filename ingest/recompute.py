@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import Engine, func, or_, select, update
 from sqlalchemy.engine import Connection
 
-from app.db import BEGIN_MODE
+from app.db import BEGIN_MODE, writer_turn
 from app.models import (
     Record,
     RecordDkimResult,
@@ -129,8 +129,9 @@ def _run(engine: Engine, judge: RecordJudge, source_types: dict[str, str], condi
          batch_records: int, stats: RecomputeStats, started: float,
          progress: Callable[[RecomputeStats], None] | None) -> None:
     """One pass: each batch read in a read transaction, judged, then written in a write
-    transaction of its own (SQLite: taken up front), so ingest is never held up for the
-    judging, and a writer that came between cannot make the write fail."""
+    transaction of its own (SQLite: taken up front, in turn with the other processes' batches
+    through app.db.writer_turn), so ingest is never held up for the judging, and a writer that
+    came between cannot make the write fail."""
     after = 0
     writer: VerdictWriter | None = None
     while True:
@@ -141,7 +142,8 @@ def _run(engine: Engine, judge: RecordJudge, source_types: dict[str, str], condi
             policies, stored = _read_batch(conn, ids, source_types)
         after = ids[-1]
         rows, totals, sources = _judge_batch(judge, policies, stored)
-        with engine.connect().execution_options(**{BEGIN_MODE: "IMMEDIATE"}) as conn, conn.begin():
+        with writer_turn(engine), engine.connect().execution_options(**{BEGIN_MODE: "IMMEDIATE"}) as conn, \
+                conn.begin():
             writer = writer or VerdictWriter(conn)
             computed_at = datetime.now(UTC)
             writer.replace(conn, ids, rows, totals, computed_at, sources)
