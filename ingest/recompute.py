@@ -33,7 +33,7 @@ from ingest.cyclic_gc import cyclic_gc_paused
 from ingest.dns_snapshot_store import SNAPSHOTS, load_history
 from ingest.record_class import FORWARDING_SOURCE_TYPES
 from ingest.record_verdict import RecordJudge, ReportPolicy, Verdict
-from ingest.verdict_rows import StoredRecord, VerdictWriter, read_records
+from ingest.verdict_rows import RecordReader, StoredRecord, VerdictWriter
 
 log = logging.getLogger(__name__)
 
@@ -134,12 +134,13 @@ def _run(engine: Engine, judge: RecordJudge, source_types: dict[str, str], condi
     came between cannot make the write fail."""
     after = 0
     writer: VerdictWriter | None = None
+    reader = RecordReader(engine.dialect.name, source_types)
     while True:
         with engine.connect() as conn:
             ids = _next_batch(conn, condition, after, batch_records)
             if not ids:
                 return
-            policies, stored = _read_batch(conn, ids, source_types)
+            policies, stored = _read_batch(conn, ids, reader)
         after = ids[-1]
         rows, totals, sources = _judge_batch(judge, policies, stored)
         with writer_turn(engine), engine.connect().execution_options(**{BEGIN_MODE: "IMMEDIATE"}) as conn, \
@@ -200,7 +201,7 @@ def forwarding_sources(conn: Connection) -> dict[str, str]:
         .where(ADDRESSES.c.service_type.in_(sorted(FORWARDING_SOURCE_TYPES))))}
 
 
-def _read_batch(conn: Connection, ids: list[int], source_types: dict[str, str]
+def _read_batch(conn: Connection, ids: list[int], reader: RecordReader
                 ) -> tuple[list[ReportPolicy], dict[int, list[StoredRecord]]]:
     policies = [ReportPolicy(row.id, row.policy_domain, row.p, row.adkim, row.aspf, row.discovery_method,
                              row.date_begin, row.date_end, row.ingested_at)
@@ -208,7 +209,7 @@ def _read_batch(conn: Connection, ids: list[int], source_types: dict[str, str]
                     REPORTS.c.id, REPORTS.c.policy_domain, REPORTS.c.p, REPORTS.c.adkim, REPORTS.c.aspf,
                     REPORTS.c.discovery_method, REPORTS.c.date_begin, REPORTS.c.date_end,
                     REPORTS.c.ingested_at).where(REPORTS.c.id.in_(ids)))]
-    return policies, read_records(conn, ids, source_types)
+    return policies, reader.read(conn, ids)
 
 
 SourceRow = tuple[int, str, str, str, int, int, int]

@@ -84,3 +84,47 @@ def test_a_history_that_grows_during_a_run_is_applied_before_it_ends(engine, pip
     assert snapshots_taken == [1]
     assert stats.reports == 3 + 3  # the first pass, then every report of it again
     assert spf_results(engine) == dict.fromkeys(ids, "fail")
+
+
+def test_the_record_reader_gives_each_record_its_parts_in_order(engine, pipeline, tmp_path):
+    """RecordReader gathers a record's DKIM results, SPF results and reasons in the database;
+    it must give what the tables hold, in `seq` order, with missing values as None and
+    empty reason types left out, and records with none of them get empty tuples."""
+    from ingest.record_verdict import DkimAuth, RecordFacts, SpfAuth
+    from ingest.verdict_rows import RecordReader
+
+    records = [
+        samples.Rec(source_ip="192.0.2.7", count="4", dkim="fail",
+                    dkim_results=[("zeta.example", "s2", "fail"), ("alpha.example", None, "pass"),
+                                  ("example.com", "s1", "temperror")],
+                    spf_results=[("example.com", "mfrom", "pass"), ("mail.example.com", "helo", "none")],
+                    reasons=[("forwarded", "via a list"), ("local_policy", None)]),
+        samples.Rec(source_ip="2001:db8::1", count="1", dkim_results=[], spf_results=[],
+                    reasons=[("", "an empty type"), ("mailing_list", None)]),
+        samples.Rec(source_ip="198.51.100.9", envelope_from=None),
+    ]
+    xml = samples.aggregate_xml(records, report_id="parts", begin=str(int(BEGIN.timestamp())),
+                                end=str(int((BEGIN + DAY).timestamp()) - 1))
+    (tmp_path / "parts.xml").write_bytes(xml)
+    report_id = pipeline.ingest_path(tmp_path / "parts.xml").reports[0].report_id
+    store(pipeline, tmp_path, "other")  # another report's rows must not leak in
+
+    reader = RecordReader(engine.dialect.name, {"198.51.100.9": "forwarder"})
+    with engine.connect() as conn:
+        read = reader.read(conn, [report_id])
+        again = reader.read(conn, [report_id])  # the parts now come from its caches
+    assert read == again and list(read) == [report_id]
+    assert read[report_id] == [
+        (1, 4, RecordFacts("192.0.2.7", "example.com", "example.com", "fail", "pass",
+                           (DkimAuth("zeta.example", "s2", "fail"), DkimAuth("alpha.example", None, "pass"),
+                            DkimAuth("example.com", "s1", "temperror")),
+                           (SpfAuth("example.com", "mfrom", "pass"),
+                            SpfAuth("mail.example.com", "helo", "none")),
+                           ("forwarded", "local_policy"), None)),
+        (2, 1, RecordFacts("2001:db8::1", "example.com", "example.com", "pass", "pass", (), (),
+                           ("mailing_list",), None)),
+        (3, 1, RecordFacts("198.51.100.9", "example.com", None, "pass", "pass",
+                           (DkimAuth("example.com", "s1", "pass"),),
+                           (SpfAuth("example.com", "mfrom", "pass"),),
+                           (), "forwarder")),
+    ]
