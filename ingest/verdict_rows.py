@@ -61,9 +61,10 @@ class RecordReader:
 
     One query per batch: the database gathers each record's DKIM results, SPF results and
     reasons into a JSON array apiece, and each distinct array is turned into the tuples
-    `RecordFacts` holds once per run. They repeat (a million records carry a few thousand
-    distinct ones), so equal facts also share their parts, which the judge's memo compares.
-    Reading the four tables apart and assembling the records in Python took twice as long.
+    `RecordFacts` holds once per run. They repeat (the benchmark's 166,000 first records
+    carry six distinct DKIM arrays; real mail has more, but the same signers recur), so equal
+    facts also share their parts, which the judge's memo compares. Reading the four tables
+    apart and assembling the records in Python took more than twice as long.
     """
 
     def __init__(self, dialect: str, source_types: Mapping[str, str] | None = None) -> None:
