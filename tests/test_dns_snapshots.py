@@ -7,7 +7,6 @@ import base64
 import json
 import os
 import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
@@ -26,6 +25,7 @@ from ingest.recompute import recompute
 from tests import samples
 from tests.conftest import count_rows
 from tests.dns_server import txt, unreachable_nameserver
+from tests.preloaded_server import run_rua_text
 
 DAY = timedelta(days=1)
 T1 = datetime(2026, 3, 1, tzinfo=UTC)
@@ -256,8 +256,7 @@ def _only_report(engine, domain):
 def rua(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     environment = {key: value for key, value in os.environ.items() if not key.startswith("RUA_")}
     environment.update(env)
-    return subprocess.run([sys.executable, "-m", "app", *args], capture_output=True, text=True,
-                          env=environment, timeout=60)
+    return run_rua_text(list(args), environment, timeout=60)
 
 
 @pytest.mark.parametrize(("ip", "mail_from", "word"), [
