@@ -25,7 +25,7 @@ from sqlalchemy import Engine
 from app.api_tokens import Scope, create_token
 from app.db import create_db_engine
 from tests.conftest import free_port
-from tests.preloaded_server import ServerProcess
+from tests.preloaded_server import RuaProcess
 
 RUA = Path(sys.executable).parent / "rua"
 
@@ -73,13 +73,13 @@ def run_server(database_url: str, workdir: Path, env: dict[str, str] | None = No
     environment.update(env or {})
     log_path = workdir / f"serve-{port}.log"
     argv = ["serve", "--host", "127.0.0.1", "--port", str(port)]
-    log = open(log_path, "ab")
-    process: subprocess.Popen[bytes] | ServerProcess
+    process: subprocess.Popen[bytes] | RuaProcess
     if installed:
-        process = subprocess.Popen([str(RUA), *argv], env=environment, cwd=workdir, stdout=log,
-                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        with open(log_path, "ab") as log:  # the child holds its own copy of the descriptor
+            process = subprocess.Popen([str(RUA), *argv], env=environment, cwd=workdir, stdout=log,
+                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     else:
-        process = ServerProcess(argv, environment, workdir, log_path)
+        process = RuaProcess(argv, environment, workdir, log_path)
     server = LiveServer(f"http://127.0.0.1:{port}", database_url, data_dir, log_path,
                         create_db_engine(database_url))
     try:
@@ -105,5 +105,4 @@ def run_server(database_url: str, workdir: Path, env: dict[str, str] | None = No
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=15)
-        log.close()
         server.engine.dispose()

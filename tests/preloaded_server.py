@@ -1,20 +1,22 @@
-"""`rua serve` processes forked from one that has already imported the web app.
+"""`rua` processes (`rua serve`, and the CLI tests' commands) forked from one that has already
+imported the web app.
 
-Starting `rua serve` costs about three seconds of CPU before it answers, nearly all of it
-Python importing FastAPI, SQLAlchemy, pydantic and Rua itself; the suite starts a server for
-each of some two hundred tests, on two cores. So each test worker keeps one preloaded process
-(this module, run as `python -m tests.preloaded_server`), which imports what `rua serve`
-imports and then forks a child for each server a test asks for. The child takes the test's
-environment, working directory and log file, and runs the `rua` console command's own entry
-point with `serve ...`: the same code as the installed script, in its own process, killed and
-reaped like one. Only the interpreter's start-up and the imports are shared.
+Starting `rua serve` costs about three seconds of CPU before it answers, and any `rua`
+command about one and a half, nearly all of it Python importing FastAPI, SQLAlchemy,
+pydantic and Rua itself; the suite starts a server for each of some two hundred tests, and
+`rua` about a hundred times more, on two cores. So each test worker keeps one preloaded
+process (this module, run as `python -m tests.preloaded_server`), which imports what `rua
+serve` imports and then forks a child for each command a test runs. The child takes the
+test's environment, working directory and standard streams, and runs the `rua` console
+command's own entry point with the test's arguments: the same code as the installed script,
+in its own process, killed and reaped like one. Only the interpreter's start-up and the
+imports are shared.
 
 The preloaded process speaks line-delimited JSON on its standard input and output:
-`{"start": {...}}` forks a server and answers its pid; `{"poll": pid}` answers its exit status
-(None while it runs), reaping it once it has exited. It holds no thread, no database
-connection and no settings when it forks, so every child starts as `rua serve` would.
+`{"start": {...}}` forks a command and answers its pid; `{"poll": pid}` answers its exit
+status (None while it runs), reaping it once it has exited. It holds no thread, no database
+connection and no settings when it forks, so every child starts as the installed `rua` would.
 """
-
 from __future__ import annotations
 
 import atexit
@@ -117,6 +119,7 @@ class _Preloader:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._process: subprocess.Popen[str] | None = None
+        atexit.register(self.close)
 
     def ask(self, request: dict[str, Any]) -> dict[str, Any]:
         with self._lock:
@@ -125,7 +128,6 @@ class _Preloader:
                 process = self._process = subprocess.Popen(
                     [sys.executable, "-m", "tests.preloaded_server"], stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parent.parent)
-                atexit.register(self.close)
             assert process.stdin is not None and process.stdout is not None
             process.stdin.write(json.dumps(request) + "\n")
             process.stdin.flush()
@@ -145,13 +147,14 @@ class _Preloader:
 _PRELOADER = _Preloader()
 
 
-class ServerProcess:
+class RuaProcess:
     """A forked `rua` command (`serve`, or any other), driven as a `subprocess.Popen` would be
-    (pid, poll, terminate, kill, wait, returncode)."""
+    (args, pid, poll, terminate, kill, wait, returncode)."""
 
     def __init__(self, argv: list[str], env: dict[str, str], cwd: Path, log: Path,
                  stderr: Path | None = None, stdin: Path | None = None) -> None:
         """`log` takes standard output, and standard error too unless `stderr` is given."""
+        self.args = ["rua", *argv]
         self.returncode: int | None = None
         self.pid = int(_PRELOADER.ask({"start": {
             "argv": argv, "env": env, "cwd": str(cwd), "stdout": str(log), "stderr": str(stderr or log),
@@ -176,11 +179,9 @@ class ServerProcess:
         deadline = None if timeout is None else time.monotonic() + timeout
         while (code := self.poll()) is None:
             if deadline is not None and time.monotonic() > deadline:
-                raise subprocess.TimeoutExpired(["rua", "serve"], timeout or 0)
+                raise subprocess.TimeoutExpired(self.args, timeout or 0)
             time.sleep(0.02)
         return code
-
-
 
 
 def run_rua(args: list[str], env: dict[str, str], cwd: Path | None = None, stdin: bytes | None = None,
@@ -193,14 +194,14 @@ def run_rua(args: list[str], env: dict[str, str], cwd: Path | None = None, stdin
         if stdin is not None:
             given = folder / "stdin"
             given.write_bytes(stdin)
-        process = ServerProcess(args, env, cwd or Path.cwd(), out, stderr=err, stdin=given)
+        process = RuaProcess(args, env, cwd or Path.cwd(), out, stderr=err, stdin=given)
         try:
             code = process.wait(timeout)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
             raise
-        return subprocess.CompletedProcess(["rua", *args], code, _read(out), _read(err))
+        return subprocess.CompletedProcess(process.args, code, _read(out), _read(err))
 
 
 def run_rua_text(args: list[str], env: dict[str, str], cwd: Path | None = None, stdin: str | None = None,
