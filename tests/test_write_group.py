@@ -13,8 +13,9 @@ import contextlib
 import io
 import logging
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, event, text
@@ -23,7 +24,9 @@ from sqlalchemy.exc import DBAPIError
 from app.db import create_db_engine, lazy_commit, upgrade_database
 from ingest.ingest_workers import StoreFailure, ingest_group
 from ingest.limits import UnpackLimits
+from ingest.original_store import StoredOriginal
 from ingest.pipeline import IngestPipeline, InputOutcome
+from ingest.unpack import Payload, UnpackFailure
 from tests import samples
 from tests.conftest import count_rows
 from tests.test_imap_collector import block_writes_after, not_a_report, report_email, reports_in
@@ -111,12 +114,14 @@ def test_groups_do_not_nest(pipeline: IngestPipeline) -> None:
 
 
 class _SteppedPipeline(IngestPipeline):
-    """Waits at a barrier after its first input, so two groups interleave as the test says."""
+    """Waits at a barrier after writing its first input inside the group's transaction (where
+    a group writes each input: `_process`), so two groups interleave as the test says."""
 
     barrier: threading.Barrier
 
-    def ingest_stream(self, stream: BinaryIO, source: str) -> InputOutcome:
-        outcome = super().ingest_stream(stream, source)
+    def _process(self, original: StoredOriginal, items: Iterator[Payload | UnpackFailure], source: str,
+                 retry: bool = False) -> InputOutcome:
+        outcome = super()._process(original, items, source, retry)
         if source.endswith(":first"):
             with contextlib.suppress(threading.BrokenBarrierError):
                 self.barrier.wait(5)
