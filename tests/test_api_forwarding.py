@@ -165,6 +165,7 @@ def test_forwarders_by_sender_else_address(client: httpx.Client) -> None:
     assert answer["forwarders"][2]["sender"] is None  # identity of an address not identified yet
     limited = get(client, limit=1)
     assert forwarders(limited) == forwarders(answer)[:1] and limited["forwarders_total"] == 4
+    assert limited["forwarders"][0] == first
 
 
 def test_broken_signatures_are_only_changes_in_transit(client: httpx.Client) -> None:
@@ -175,6 +176,11 @@ def test_broken_signatures_are_only_changes_in_transit(client: httpx.Client) -> 
     assert answer["broken_signatures_total"] == 2
     google = answer["broken_signatures"][1]
     assert (google["keyed_by"], google["service_type"]) == ("sender", "mailbox_provider")
+    # a page of fewer groups than there are: ranked first, then summed in full, one by one
+    limited = get(client, limit=1)
+    assert broken(limited) == broken(answer)[:1] and limited["broken_signatures_total"] == 2
+    assert limited["broken_signatures"][0] == answer["broken_signatures"][0]
+    assert limited["totals"]["broken_signatures"] == answer["totals"]["broken_signatures"]
 
 
 def test_filters_change_every_part(client: httpx.Client) -> None:
