@@ -13,10 +13,11 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, String, case, cast, func, literal, literal_column, select
+from sqlalchemy import ColumnElement, Engine, String, case, cast, func, literal, literal_column, select
 from sqlalchemy.engine import Connection
 
-from app.grouped_query import Group, GroupPage, group_of, grouped, records_sums, totals_sums
+from app.concurrent_reads import read_concurrently
+from app.grouped_query import Group, group_of, grouped, records_sums, totals_sums
 from app.models import ReportClassTotals, ReportSourceClasses, table_of
 from app.record_filter import ADDRESSES, RECORDS, REPORTS, SOURCE_TOTALS, VERDICTS, RecordFilter
 from ingest.record_class import RecordClass
@@ -59,49 +60,81 @@ def _key(by: SourceGrouping) -> ColumnElement[Any]:
     return a.ip
 
 
-def source_groups(conn: Connection, flt: RecordFilter, by: SourceGrouping, limit: int | None,
+def source_groups(engine: Engine, flt: RecordFilter, by: SourceGrouping, limit: int | None,
                   offset: int) -> SourceGroupPage:
+    """A page of groups, largest first: ranked first, then the page's groups alone are summed
+    in full, named and split by class, those three reads at once (app.concurrent_reads)."""
+    with engine.connect() as conn:
+        if by == "ip":
+            page = grouped(conn, flt, "source_ip", limit, offset)
+            groups = [SourceGroup(group, 1) for group in page.groups]
+            total = page.total
+        else:
+            ranked, total = _ranking(conn, flt, by, limit, offset)
     if by == "ip":
-        page = grouped(conn, flt, "source_ip", limit, offset)
-        groups = [SourceGroup(group, 1) for group in page.groups]
+        keys = [group.group.key for group in groups]
+        if not keys:
+            return SourceGroupPage(total, [])
+        classes, identities = read_concurrently(
+            engine, lambda conn: _classes(conn, flt, by, keys), lambda conn: _identities(conn, by, keys))
     else:
-        groups, total = _by_identity(conn, flt, by, limit, offset)
-        page = GroupPage(total, [], "")
-    keys = [group.group.key for group in groups]
-    if keys:
-        _add_identity(conn, by, groups)
-        classes = _classes(conn, flt, by, keys)
-        for group in groups:
-            group.classes = classes.get(group.group.key, {})
-    return SourceGroupPage(page.total, groups)
+        keys = [key for key, _ in ranked]
+        if not keys:
+            return SourceGroupPage(total, [])
+        summed, classes, identities = read_concurrently(
+            engine, lambda conn: _sums(conn, flt, by, keys), lambda conn: _classes(conn, flt, by, keys),
+            lambda conn: _identities(conn, by, keys))
+        # a group whose addresses were named in between (identification runs beside the
+        # pages) is not in the second read: left out of this page, back in the next
+        groups = [summed[key] for key in keys if key in summed]
+    for group in groups:
+        group.classes = classes.get(group.group.key, {})
+        group.identity = identities.get(group.group.key, {})
+    return SourceGroupPage(total, groups)
 
 
-def _by_identity(conn: Connection, flt: RecordFilter, by: SourceGrouping, limit: int | None,
-                 offset: int) -> tuple[list[SourceGroup], int]:
-    key = _key(by).label("group_key")
+def _grouped_rows(flt: RecordFilter, by: SourceGrouping) -> tuple[Any, list[Any], Any, list[Any], bool]:
+    """What a grouping reads: the rows (daily source totals where they answer, else the
+    records), their conditions, the messages summed, the full sums, and whether from records."""
     if flt.source_totals_answer:
         table = SOURCE_TOTALS
-        sources = func.count(func.distinct(table.c.source_id)).label("sources")
-        query = (select(key, *totals_sums(table), sources)
-                 .select_from(table.join(ADDRESSES, ADDRESSES.c.id == table.c.source_id))
-                 .where(*flt.totals_conditions(table)))
-        from_records = False
-    else:
-        query = (select(key, *records_sums(), func.count(func.distinct(RECORDS.c.source_ip)).label("sources"))
-                 .select_from(RECORDS.join(REPORTS, RECORDS.c.report_id == REPORTS.c.id)
-                              .join(ADDRESSES, ADDRESSES.c.ip == func.coalesce(RECORDS.c.source_ip, "")))
-                 .where(*flt.analysed_reports(), *flt.record_conditions()))
-        from_records = True
-    query = (query.group_by(key).add_columns(func.count().over().label("group_count"))
+        return (table.join(ADDRESSES, ADDRESSES.c.id == table.c.source_id), flt.totals_conditions(table),
+                func.sum(table.c.messages),
+                [*totals_sums(table), func.count(func.distinct(table.c.source_id)).label("sources")], False)
+    return (RECORDS.join(REPORTS, RECORDS.c.report_id == REPORTS.c.id)
+            .join(ADDRESSES, ADDRESSES.c.ip == func.coalesce(RECORDS.c.source_ip, "")),
+            [*flt.analysed_reports(), *flt.record_conditions()],
+            func.sum(func.coalesce(RECORDS.c["count"], 0)),
+            [*records_sums(), func.count(func.distinct(RECORDS.c.source_ip)).label("sources")], True)
+
+
+def _ranking(conn: Connection, flt: RecordFilter, by: SourceGrouping, limit: int | None,
+             offset: int) -> tuple[list[tuple[str, int]], int]:
+    """The page's group keys and messages, and the number of groups: every row of the window
+    grouped with only its messages summed (the full sums on every row took twice as long)."""
+    rows, conditions, messages, _, _ = _grouped_rows(flt, by)
+    key = _key(by).label("group_key")
+    query = (select(key, messages.label("messages"), func.count().over().label("group_count"))
+             .select_from(rows).where(*conditions).group_by(key)
              .order_by(literal_column("messages").desc(), literal_column("group_key")).offset(offset))
     if limit is not None:
         query = query.limit(limit)
-    rows = conn.execute(query).all()
-    total = int(rows[0].group_count) if rows else 0
-    if not rows and offset:
+    ranked = conn.execute(query).all()
+    total = int(ranked[0].group_count) if ranked else 0
+    if not ranked and offset:
         inner = query.limit(None).offset(None).order_by(None).subquery()
         total = int(conn.execute(select(func.count()).select_from(inner)).scalar_one())
-    return [SourceGroup(group_of(row, from_records), int(row.sources)) for row in rows], total
+    return [(row.group_key, int(row.messages or 0)) for row in ranked], total
+
+
+def _sums(conn: Connection, flt: RecordFilter, by: SourceGrouping, keys: list[str]) -> dict[str, SourceGroup]:
+    """The full sums of the groups `keys`."""
+    rows, conditions, _, sums, from_records = _grouped_rows(flt, by)
+    key = _key(by)
+    query = (select(key.label("group_key"), *sums).select_from(rows)
+             .where(*conditions, key.in_(keys)).group_by(key))
+    return {row.group_key: SourceGroup(group_of(row, from_records), int(row.sources))
+            for row in conn.execute(query)}
 
 
 _IDENTITY = IDENTITY_COLUMNS
@@ -109,34 +142,32 @@ _SHARED = {"service": ("service", "service_type"), "base_domain": (), "asn": ("a
            "country": ()}
 
 
-def _add_identity(conn: Connection, by: SourceGrouping, groups: list[SourceGroup]) -> None:
+def _identities(conn: Connection, by: SourceGrouping, keys: list[str]) -> dict[str, dict[str, Any]]:
     """An address's whole identity; for the other groupings, what all of a group's addresses
     share (a service's type, an AS's name)."""
-    keys = [group.group.key for group in groups]
     if by == "ip":
         columns = [getattr(ADDRESSES.c, name) for name in _IDENTITY]
         found = {row.ip: row for row in conn.execute(
             select(ADDRESSES.c.ip, ADDRESSES.c.identified_at, *columns).where(ADDRESSES.c.ip.in_(keys)))}
-        for group in groups:
-            row = found.get(group.group.key)
+        identities = {}
+        for ip in keys:
+            row = found.get(ip)
             identified = row is not None and row.identified_at is not None
-            group.identity = {name: getattr(row, name) if identified else None for name in _IDENTITY}
+            identities[ip] = {name: getattr(row, name) if identified else None for name in _IDENTITY}
             if not identified:
-                group.identity["sender"] = PENDING
-        return
+                identities[ip]["sender"] = PENDING
+        return identities
     shared = _SHARED[by]
     if not shared:
-        return
+        return {}
     key = _key(by)
     values: dict[str, dict[str, set[Any]]] = defaultdict(lambda: defaultdict(set))
     for row in conn.execute(select(key.label("k"), *(getattr(ADDRESSES.c, name) for name in shared))
                             .where(key.in_(keys)).distinct()):
         for name in shared:
             values[row.k][name].add(getattr(row, name))
-    for group in groups:
-        seen = values.get(group.group.key, {})
-        group.identity = {name: next(iter(seen[name])) if len(seen.get(name, ())) == 1 else None
-                          for name in shared}
+    return {k: {name: next(iter(seen[name])) if len(seen.get(name, ())) == 1 else None for name in shared}
+            for k, seen in ((k, values.get(k, {})) for k in keys)}
 
 
 def source_classes_in_window(flt: RecordFilter) -> ColumnElement[bool]:

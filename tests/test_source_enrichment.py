@@ -187,6 +187,9 @@ def test_sources_grouped_by_who_they_are(world):
     assert groups[world["isp"]]["service"] is None
     assert groups["unknown"]["classes"]["unauthorised"] == 1
     assert next(item["key"] for item in by_service["items"]) == "Test Relay"  # by volume
+    # a page: ranked over all groups, then only its own summed, classed and named
+    page = get(client, "/api/v1/sources", group="service", limit=2, offset=1)
+    assert page["items"] == by_service["items"][1:3] and page["total"] == 5
 
     by_country = {item["key"]: item["messages"]
                   for item in get(client, "/api/v1/sources", group="country")["items"]}
@@ -207,6 +210,9 @@ def test_sources_grouped_by_who_they_are(world):
                    until="2026-11-02T18:00:00Z")
     assert {item["key"]: item["messages"] for item in instants["items"]} == {
         key: item["messages"] for key, item in groups.items()}
+    paged = get(client, "/api/v1/sources", group="service", since="2026-11-02T06:00:00Z",
+                until="2026-11-02T18:00:00Z", limit=2, offset=1)
+    assert paged["items"] == instants["items"][1:3] and paged["total"] == instants["total"]
 
     exported = client.get("/api/v1/sources", params={"group": "service", "format": "csv"})
     rows = list(csv.DictReader(io.StringIO(exported.text)))

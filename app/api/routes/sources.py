@@ -33,8 +33,7 @@ def list_sources(request: Request, engine: EngineDep, _: ReadAccess, flt: Record
     of Rua's verdicts, and who they are (reverse DNS, network, catalogue service)."""
     csv = wants_csv(request, format_)
     limit = page.limit if csv else page.json_limit()
-    with engine.connect() as conn:
-        result = source_groups(conn, flt, group, limit, page.offset)
+    result = source_groups(engine, flt, group, limit, page.offset)
     items = [SourceItem.of(
         found.group.tally, group=group, key=found.group.key,
         source_ip=found.group.key if group == "ip" else None, sources=found.sources,

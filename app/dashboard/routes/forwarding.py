@@ -67,8 +67,7 @@ def forwarders_figure(request: Request, items: list[ForwarderItem]) -> Figure:
 
 @router.get("/forwarding")
 def forwarding_page(request: Request, _: SignedInDep, engine: EngineDep, state: PageStateDep) -> Response:
-    with engine.connect() as conn:
-        found = forwarding_answer(conn, state.flt, SHOWN)
+    found = forwarding_answer(engine, state.flt, SHOWN)
     window = window_params(state)
     return render(request, "forwarding.html", {
         "title": "Forwarding", "active": "forwarding", "state": state, "totals": found.totals,

@@ -135,10 +135,9 @@ def _items(result: Any, group: SourceGrouping) -> list[SourceItem]:
 def sources_page(request: Request, _: SignedInDep, engine: EngineDep, state: PageStateDep,
                  group: Annotated[SourceGrouping, Query()] = "service",
                  offset: OffsetQuery = 0, limit: LimitQuery = GROUPS_PER_PAGE) -> Response:
-    with engine.connect() as conn:
-        page = source_groups(conn, state.flt, group, limit, offset)
-        charted = page if offset == 0 and limit >= CHARTED_GROUPS else \
-            source_groups(conn, state.flt, group, CHARTED_GROUPS, 0)
+    page = source_groups(engine, state.flt, group, limit, offset)
+    charted = page if offset == 0 and limit >= CHARTED_GROUPS else \
+        source_groups(engine, state.flt, group, CHARTED_GROUPS, 0)
     rows = _rows(request, group, _items(page, group))
     chart_rows = rows if charted is page else _rows(request, group, _items(charted, group))
     figures = [groups_figure(group, chart_rows)]

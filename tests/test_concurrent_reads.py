@@ -1,0 +1,57 @@
+"""app.concurrent_reads on both databases: results in order, reads truly at once, failures
+raised after every read has given its connection back."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.engine import Connection
+
+from app.concurrent_reads import Read, read_concurrently
+
+
+def test_results_come_in_the_order_the_reads_were_given(engine: Engine) -> None:
+    def count(n: int) -> Read:
+        return lambda conn: conn.execute(text(f"SELECT {n} + 1")).scalar_one()
+
+    assert read_concurrently(engine, *(count(n) for n in range(6))) == [1, 2, 3, 4, 5, 6]
+    assert read_concurrently(engine) == []
+
+
+def test_the_reads_run_at_the_same_time_on_connections_of_their_own(engine: Engine) -> None:
+    """Each read waits until all three are inside a connection: run one after another, the
+    barrier would time out."""
+    barrier = threading.Barrier(3, timeout=10)
+    seen: list[tuple[str, int]] = []
+
+    def read(conn: Connection) -> int:
+        barrier.wait()
+        seen.append((threading.current_thread().name, id(conn.connection.dbapi_connection)))
+        return int(conn.execute(text("SELECT 7")).scalar_one())
+
+    assert read_concurrently(engine, read, read, read) == [7, 7, 7]
+    assert len({thread for thread, _ in seen}) == 3
+    assert len({connection for _, connection in seen}) == 3
+
+
+def test_a_failing_read_fails_the_whole_once_the_others_are_done(engine: Engine) -> None:
+    done = threading.Event()
+
+    def slow(conn: Connection) -> int:
+        done.wait(5)
+        return 1
+
+    def failing(conn: Connection) -> int:
+        done.set()
+        conn.execute(text("SELECT * FROM no_such_table"))
+        return 2
+
+    checked_out = engine.pool.checkedout()  # type: ignore[attr-defined]
+    with pytest.raises(Exception, match="no_such_table"):
+        read_concurrently(engine, failing, slow)
+    assert engine.pool.checkedout() == checked_out  # type: ignore[attr-defined]
+    with pytest.raises(Exception, match="no_such_table"):
+        read_concurrently(engine, slow, failing)
+    assert engine.pool.checkedout() == checked_out  # type: ignore[attr-defined]
