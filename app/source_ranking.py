@@ -30,12 +30,17 @@ from app.record_filter import ADDRESSES, SOURCE_TOTALS, RecordFilter
 
 BATCHES = 4
 """Candidate batches summed before the search gives up and the caller groups the window."""
+DEEPEST = 10_000
+"""The deepest page end searched: a batch is twice as many ids, bound in one IN list, and the
+databases cap a statement's parameters (PostgreSQL at 65,535). Deeper pages group the window."""
 
 
 def top_sources(conn: Connection, flt: RecordFilter, limit: int, offset: int,
                 batch: int | None = None) -> list[int] | None:
     """The ids of the page's sources by window volume (desc, then id), or None if undecided."""
     want = offset + limit
+    if want > DEEPEST:
+        return None
     size = batch or max(2 * want, 200)
     conditions = flt.totals_conditions(SOURCE_TOTALS)
     lifetime, source = ADDRESSES.c.messages, ADDRESSES.c.id

@@ -16,7 +16,7 @@ from sqlalchemy import Engine, text
 
 from app.grouped_query import grouped
 from app.record_filter import RecordFilter
-from app.source_ranking import count_sources, top_sources
+from app.source_ranking import DEEPEST, count_sources, top_sources
 from ingest.pipeline import IngestPipeline
 from tests import samples
 from tests.test_read_queries import EPOCH, Stored, ingest, random_filter
@@ -88,3 +88,15 @@ def test_count_of_an_open_window_includes_undated_reports(engine: Engine, pipeli
         [source_id] = conn.execute(text("SELECT id FROM source_address WHERE ip = '203.0.113.5'")).scalars()
         assert count_sources(conn, RecordFilter()) == 1
         assert top_sources(conn, RecordFilter(), 10, 0) == [source_id]
+
+
+def test_a_page_past_the_searched_depth_is_grouped_whole(engine: Engine, pipeline: IngestPipeline,
+                                                         tmp_path: Path) -> None:
+    """A candidate batch is bound in one IN list: pages deeper than DEEPEST group the window
+    (it once sent 200,020 parameters, which PostgreSQL refuses)."""
+    heavy_tailed_history(pipeline, tmp_path, random.Random(5))
+    with engine.connect() as conn:
+        assert top_sources(conn, RecordFilter(), 10, DEEPEST) is None
+        everything = grouped(conn, RecordFilter(), "source_ip", None, 0)
+        deep = grouped(conn, RecordFilter(), "source_ip", 10, DEEPEST + 5)
+        assert (deep.groups, deep.total) == ([], everything.total)
