@@ -16,10 +16,11 @@ from typing import Any, Literal
 from sqlalchemy import ColumnElement, Engine, String, case, cast, func, literal, literal_column, select
 from sqlalchemy.engine import Connection
 
-from app.concurrent_reads import read_concurrently
+from app.concurrent_reads import Read, read_concurrently
 from app.grouped_query import Group, group_of, grouped, records_sums, totals_sums
 from app.models import ReportClassTotals, ReportSourceClasses, table_of
 from app.record_filter import ADDRESSES, RECORDS, REPORTS, SOURCE_TOTALS, VERDICTS, RecordFilter
+from app.summary_query import Tally
 from ingest.record_class import RecordClass
 from ingest.source_enrichment import IDENTITY_COLUMNS
 
@@ -62,31 +63,30 @@ def _key(by: SourceGrouping) -> ColumnElement[Any]:
 
 def source_groups(engine: Engine, flt: RecordFilter, by: SourceGrouping, limit: int | None,
                   offset: int) -> SourceGroupPage:
-    """A page of groups, largest first: ranked first, then the page's groups alone are summed
-    in full, named and split by class, those three reads at once (app.concurrent_reads)."""
+    """A page of groups, largest first, each summed, named and split by class; the reads
+    that need only the page's keys run at once (app.concurrent_reads).
+
+    SQLite ranks on the messages alone and sums the page's groups in a read of their own
+    (see `_ranking`); PostgreSQL, and a request for every group, sum in the ranking itself.
+    """
+    in_two_steps = by != "ip" and limit is not None and engine.dialect.name == "sqlite"
     with engine.connect() as conn:
         if by == "ip":
             page = grouped(conn, flt, "source_ip", limit, offset)
-            groups = [SourceGroup(group, 1) for group in page.groups]
-            total = page.total
+            groups, total = [SourceGroup(group, 1) for group in page.groups], page.total
         else:
-            ranked, total = _ranking(conn, flt, by, limit, offset)
-    if by == "ip":
-        keys = [group.group.key for group in groups]
-        if not keys:
-            return SourceGroupPage(total, [])
-        classes, identities = read_concurrently(
-            engine, lambda conn: _classes(conn, flt, by, keys), lambda conn: _identities(conn, by, keys))
-    else:
-        keys = [key for key, _ in ranked]
-        if not keys:
-            return SourceGroupPage(total, [])
-        summed, classes, identities = read_concurrently(
-            engine, lambda conn: _sums(conn, flt, by, keys), lambda conn: _classes(conn, flt, by, keys),
-            lambda conn: _identities(conn, by, keys))
+            groups, total = _ranking(conn, flt, by, limit, offset, summed=not in_two_steps)
+    keys = [group.group.key for group in groups]
+    if not keys:
+        return SourceGroupPage(total, [])
+    reads: list[Read] = [lambda conn: _classes(conn, flt, by, keys), lambda conn: _identities(conn, by, keys)]
+    if in_two_steps:
+        reads.append(lambda conn: _sums(conn, flt, by, keys))
+    classes, identities, *summed = read_concurrently(engine, *reads)
+    if summed:
         # a group whose addresses were named in between (identification runs beside the
         # pages) is not in the second read: left out of this page, back in the next
-        groups = [summed[key] for key in keys if key in summed]
+        groups = [summed[0][key] for key in keys if key in summed[0]]
     for group in groups:
         group.classes = classes.get(group.group.key, {})
         group.identity = identities.get(group.group.key, {})
@@ -108,13 +108,15 @@ def _grouped_rows(flt: RecordFilter, by: SourceGrouping) -> tuple[Any, list[Any]
             [*records_sums(), func.count(func.distinct(RECORDS.c.source_ip)).label("sources")], True)
 
 
-def _ranking(conn: Connection, flt: RecordFilter, by: SourceGrouping, limit: int | None,
-             offset: int) -> tuple[list[tuple[str, int]], int]:
-    """The page's group keys and messages, and the number of groups: every row of the window
-    grouped with only its messages summed (the full sums on every row took twice as long)."""
-    rows, conditions, messages, _, _ = _grouped_rows(flt, by)
+def _ranking(conn: Connection, flt: RecordFilter, by: SourceGrouping, limit: int | None, offset: int,
+             summed: bool) -> tuple[list[SourceGroup], int]:
+    """The page's groups, and the number of groups. Not `summed`, the groups carry their
+    messages only: every row of the window is grouped with nothing else summed, which SQLite
+    does in half the time of the full sums (it sorts each row with all it carries)."""
+    rows, conditions, messages, sums, from_records = _grouped_rows(flt, by)
     key = _key(by).label("group_key")
-    query = (select(key, messages.label("messages"), func.count().over().label("group_count"))
+    columns = [*sums] if summed else [messages.label("messages")]
+    query = (select(key, *columns, func.count().over().label("group_count"))
              .select_from(rows).where(*conditions).group_by(key)
              .order_by(literal_column("messages").desc(), literal_column("group_key")).offset(offset))
     if limit is not None:
@@ -124,7 +126,10 @@ def _ranking(conn: Connection, flt: RecordFilter, by: SourceGrouping, limit: int
     if not ranked and offset:
         inner = query.limit(None).offset(None).order_by(None).subquery()
         total = int(conn.execute(select(func.count()).select_from(inner)).scalar_one())
-    return [(row.group_key, int(row.messages or 0)) for row in ranked], total
+    if summed:
+        return [SourceGroup(group_of(row, from_records), int(row.sources)) for row in ranked], total
+    return [SourceGroup(Group(row.group_key, Tally(messages=int(row.messages or 0)), None, None), 0)
+            for row in ranked], total
 
 
 def _sums(conn: Connection, flt: RecordFilter, by: SourceGrouping, keys: list[str]) -> dict[str, SourceGroup]:
