@@ -145,6 +145,12 @@ def _run(engine: Engine, judge: RecordJudge, source_types: dict[str, str], condi
         rows, totals, sources = _judge_batch(judge, policies, stored)
         with writer_turn(engine), engine.connect().execution_options(**{BEGIN_MODE: "IMMEDIATE"}) as conn, \
                 conn.begin():
+            stored_now = _lock_reports(conn, ids)
+            if len(stored_now) < len(ids):  # deleted since the batch was read
+                ids = [report_id for report_id in ids if report_id in stored_now]
+                rows = [row for row in rows if row[0] in stored_now]
+                totals = [row for row in totals if row[0] in stored_now]
+                sources = [row for row in sources if row[0] in stored_now]
             writer = writer or VerdictWriter(conn)
             computed_at = datetime.now(UTC)
             writer.replace(conn, ids, rows, totals, computed_at, sources)
@@ -154,6 +160,15 @@ def _run(engine: Engine, judge: RecordJudge, source_types: dict[str, str], condi
         stats.seconds = time.perf_counter() - started
         if progress:
             progress(stats)
+
+
+def _lock_reports(conn: Connection, ids: list[int]) -> set[int]:
+    """The batch's reports still stored, kept so until the write commits: the check the
+    verdict rows' foreign keys made once per row (migration 0012), made once per batch.
+    PostgreSQL locks them as a key check does (FOR KEY SHARE); SQLite's write lock, taken
+    up front, already keeps every other writer out."""
+    return set(conn.execute(select(REPORTS.c.id).where(REPORTS.c.id.in_(ids))
+                            .with_for_update(key_share=True)).scalars())
 
 
 def _history_mark(conn: Connection) -> tuple[Any, ...]:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
-from app.models import RecordVerdict, Report, ReportClassTotals, table_of
+from app.models import RecordVerdict, Report, ReportClassTotals, ReportSourceClasses, table_of
 from ingest.dns_snapshot_store import record_answers
 from ingest.dns_source import DnsAnswer, DnsOutcome
 from ingest.recompute import mark_due, recompute
@@ -84,6 +84,28 @@ def test_a_history_that_grows_during_a_run_is_applied_before_it_ends(engine, pip
     assert snapshots_taken == [1]
     assert stats.reports == 3 + 3  # the first pass, then every report of it again
     assert spf_results(engine) == dict.fromkeys(ids, "fail")
+
+
+def test_a_report_deleted_while_its_batch_is_judged_gets_no_rows(engine, pipeline, tmp_path, monkeypatch):
+    """The verdict rows carry no foreign keys (migration 0012): the judge checks each batch's
+    reports in the transaction that writes it, and writes nothing for one gone since."""
+    from ingest import recompute as stage
+
+    kept, gone = store(pipeline, tmp_path, "kept"), store(pipeline, tmp_path, "gone")
+    judge_batch = stage._judge_batch
+
+    def judged_then_deleted(*args):  # type: ignore[no-untyped-def]
+        judged = judge_batch(*args)
+        with engine.begin() as conn:
+            conn.execute(REPORTS.delete().where(REPORTS.c.id == gone))
+        return judged
+
+    monkeypatch.setattr(stage, "_judge_batch", judged_then_deleted)
+    assert recompute(engine).reports == 1
+    with engine.connect() as conn:
+        for table in (VERDICTS, table_of(ReportClassTotals), table_of(ReportSourceClasses)):
+            assert set(conn.execute(select(table.c.report_id)).scalars()) == {kept}, table.name
+    assert due(engine) == set()
 
 
 def test_the_record_reader_gives_each_record_its_parts_in_order(engine, pipeline, tmp_path):
