@@ -28,19 +28,16 @@ _READERS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="rua-read")
 
 
 def read_concurrently(engine: Engine, *reads: Read) -> list[Any]:
-    """The results of `reads`, in order; the first runs in the caller's thread. If one
-    fails, the others are waited for (their connections go back to the pool) and its
-    exception is raised."""
+    """The results of `reads`, in order. If one fails, the others are waited for (their
+    connections go back to the pool) and its exception is raised.
+
+    The caller must hold no connection of its own while it waits: with the pool empty,
+    the reads would wait behind it for the pool's timeout."""
 
     def run(read: Read) -> Any:
         with engine.connect() as conn:
             return read(conn)
 
-    if not reads:
-        return []
-    others: list[Future[Any]] = [_READERS.submit(run, read) for read in reads[1:]]
-    try:
-        first = run(reads[0])
-    finally:
-        wait(others)
-    return [first, *(future.result() for future in others)]
+    futures: list[Future[Any]] = [_READERS.submit(run, read) for read in reads]
+    wait(futures)
+    return [future.result() for future in futures]

@@ -55,3 +55,16 @@ def test_a_failing_read_fails_the_whole_once_the_others_are_done(engine: Engine)
     with pytest.raises(Exception, match="no_such_table"):
         read_concurrently(engine, slow, failing)
     assert engine.pool.checkedout() == checked_out  # type: ignore[attr-defined]
+
+
+def test_reads_take_turns_when_the_pool_has_one_connection(database_url: str) -> None:
+    """Each read holds a connection only while it runs: with a pool of one, the reads
+    queue for it in turn."""
+    from sqlalchemy import create_engine
+
+    small = create_engine(database_url, pool_size=1, max_overflow=0, pool_timeout=5)
+    try:
+        assert read_concurrently(small, *([lambda conn: conn.execute(text("SELECT 1")).scalar_one()] * 3)) \
+            == [1, 1, 1]
+    finally:
+        small.dispose()

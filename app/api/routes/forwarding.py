@@ -62,7 +62,6 @@ def read_forwarding(request: Request, engine: EngineDep, _: ReadAccess, flt: Rec
 def forwarding_answer(engine: Engine, flt: RecordFilter, shown: int) -> ForwardingOut:
     """The JSON answer, which the dashboard's forwarding page shows too; its three parts are
     read at the same time (app.concurrent_reads)."""
-    # the rankings first: the caller's own thread takes the slowest
     found, (broken, broken_groups), totals = read_concurrently(
         engine, lambda conn: forwarders(conn, flt, shown), lambda conn: broken_signatures(conn, flt, shown),
         lambda conn: forwarding_totals(conn, flt))
