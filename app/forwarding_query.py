@@ -2,8 +2,8 @@
 
 The volumes per class and per day come from the per-report class totals, as the summary's
 classes do; who forwards and which signatures break from the per-report, per-address class
-rows the judge writes (report_source_classes), summed per address and only then regrouped by
-sender. A record-level filter (header_from, disposition, ...) needs the records and their
+rows the judge writes (report_source_classes), ranked by the sender group each row keeps
+(app.sender_ranking). A record-level filter (header_from, disposition, ...) needs the records and their
 verdicts themselves: those are then read, only in reports whose class totals hold forwarding.
 """
 
@@ -18,15 +18,15 @@ from sqlalchemy import ColumnElement, FromClause, and_, case, column, func, sele
 from sqlalchemy.engine import Connection
 
 from app.models import UNDATED, JsonColumn
-from app.record_filter import ADDRESSES, RECORDS, REPORTS, VERDICTS, RecordFilter
-from app.source_groups import SOURCE_CLASSES, UNKNOWN, source_classes_in_window
+from app.record_filter import RECORDS, REPORTS, VERDICTS, RecordFilter
+from app.sender_ranking import IDENTITY, address_rows, judged_rows, rank_by_sender
+from app.source_groups import SOURCE_CLASSES, source_classes_in_window
 from app.summary_query import CLASS_TOTALS, day_rows
 from ingest.daily_totals import dmarc_result, report_days
 
 FORWARDED = "forwarded"
 FORWARDING_FAILURE = "forwarding_failure"
 FORWARDING_CLASSES = (FORWARDED, FORWARDING_FAILURE)
-IDENTITY = ("sender", "service", "service_type")
 
 
 @dataclass(slots=True)
@@ -152,13 +152,12 @@ def forwarders(conn: Connection, flt: RecordFilter, limit: int | None) -> Rankin
     if not flt.has_record_filters:  # the per-address class rows answer, without the records
         s = SOURCE_CLASSES.c
         # the rows themselves, summed once by sender (summing per address first costs more)
-        per_address = (select(s.source_id.label("source_id"), s.messages, s.records,
-                              case((s.record_class == FORWARDED, s.messages), else_=0).label(FORWARDED),
-                              case((s.record_class == FORWARDING_FAILURE, s.messages), else_=0)
-                              .label(FORWARDING_FAILURE), s.dmarc_pass)
-                       .where(source_classes_in_window(flt), s.record_class.in_(FORWARDING_CLASSES))
-                       .subquery("per_address"))
-        return _forwarders(conn, per_address, limit)
+        rows = judged_rows([s.messages, s.records,
+                            case((s.record_class == FORWARDED, s.messages), else_=0).label(FORWARDED),
+                            case((s.record_class == FORWARDING_FAILURE, s.messages), else_=0)
+                            .label(FORWARDING_FAILURE), s.dmarc_pass],
+                           [source_classes_in_window(flt), s.record_class.in_(FORWARDING_CLASSES)])
+        return _forwarders(conn, rows, limit, two_steps=True)
     messages = func.coalesce(RECORDS.c["count"], 0)
     record_class = VERDICTS.c.record_class
     address = _record_address()
@@ -172,11 +171,13 @@ def forwarders(conn: Connection, flt: RecordFilter, limit: int | None) -> Rankin
                    .where(*flt.analysed_reports(), *flt.record_conditions(),
                           record_class.in_(FORWARDING_CLASSES), _reports_holding(FORWARDING_CLASSES))
                    .group_by(address).subquery("per_address"))
-    return _forwarders(conn, per_address, limit)
+    return _forwarders(conn, address_rows(per_address), limit, two_steps=conn.dialect.name == "sqlite")
 
 
-def _forwarders(conn: Connection, per_address: FromClause, limit: int | None) -> Ranking[Forwarder]:
-    rows = _by_sender(conn, per_address, (FORWARDED, FORWARDING_FAILURE, "dmarc_pass"), limit)
+def _forwarders(conn: Connection, address_rows: FromClause, limit: int | None,
+                two_steps: bool) -> Ranking[Forwarder]:
+    rows = rank_by_sender(conn, address_rows, (FORWARDED, FORWARDING_FAILURE, "dmarc_pass"), limit,
+                          two_steps=two_steps)
     groups = [Forwarder(**_group_fields(row), forwarded=int(row.forwarded or 0),
                         forwarding_failure=int(row.forwarding_failure or 0),
                         dmarc_pass=int(row.dmarc_pass or 0)) for row in rows]
@@ -216,17 +217,17 @@ def broken_signatures(conn: Connection, flt: RecordFilter,
     """
     if flt.has_record_filters:
         broken = _broken_records(conn, flt)
-        per_address = (select(broken.c.domain, broken.c.ip, func.sum(broken.c.messages).label("messages"),
-                              func.count().label("records"))
-                       .group_by(broken.c.domain, broken.c.ip).subquery("per_address"))
+        summed = (select(broken.c.domain, broken.c.ip, func.sum(broken.c.messages).label("messages"),
+                         func.count().label("records"))
+                  .group_by(broken.c.domain, broken.c.ip).subquery("per_address"))
+        per_address, two_steps = address_rows(summed), conn.dialect.name == "sqlite"
     else:  # the judge wrote each record's broken d= into its per-address class row
         s = SOURCE_CLASSES.c
-        per_address = (select(s.broken_domain.label("domain"), s.source_id.label("source_id"), s.messages,
-                              s.records)
-                       .where(source_classes_in_window(flt), s.record_class == FORWARDING_FAILURE,
-                              s.broken_domain != "")
-                       .subquery("per_address"))
-    rows = _by_sender(conn, per_address, (), limit, by_domain=True)
+        per_address = judged_rows([s.broken_domain.label("domain"), s.messages, s.records],
+                                  [source_classes_in_window(flt), s.record_class == FORWARDING_FAILURE,
+                                   s.broken_domain != ""])
+        two_steps = True
+    rows = rank_by_sender(conn, per_address, (), limit, by_domain=True, two_steps=two_steps)
     groups = [BrokenSignatures(**_group_fields(row), domain=row.domain) for row in rows]
     volume = Volume(int(rows[0].all_messages or 0), int(rows[0].all_records or 0)) if rows else Volume()
     return volume, Ranking(_total(rows), groups)
@@ -272,69 +273,6 @@ def _reports_holding(classes: tuple[str, ...]) -> ColumnElement[bool]:
 
 def _volume_sums() -> list[Any]:
     return [func.sum(func.coalesce(RECORDS.c["count"], 0)).label("messages"), func.count().label("records")]
-
-
-def _by_sender(conn: Connection, per_address: FromClause, sums: tuple[str, ...], limit: int | None,
-               by_domain: bool = False) -> Sequence[Any]:
-    """Sums by sender, largest first, with what the group's addresses share and, beside each
-    group, the number of groups and the volume of all of them. `per_address` holds rows of an
-    address (by `source_id`, or by `ip` when summed from the records), one or more each.
-
-    With a limit, SQLite takes two steps: the ranking groups every row of the window by its
-    key with only the messages summed (a month holds tens of thousands of groups, most of them
-    one address seen once, and SQLite sorts each row with all it carries: the full sums on
-    every row took twice as long), then the page's groups alone are summed in full.
-    PostgreSQL groups in parallel workers at little cost per column, and the second step only
-    added to its time, so it sums everything in one pass.
-    """
-    a = ADDRESSES.c
-    named = and_(a.identified_at.is_not(None), a.sender.is_not(None), a.sender != UNKNOWN)
-    # the sender identification named, else the address: `unknown` and not yet identified
-    # addresses would otherwise be one meaningless group
-    group_key = case((named, a.sender), else_=a.ip)
-    keys = [*([per_address.c.domain] if by_domain else []), group_key.label("group_key"),
-            case((named, "sender"), else_="ip").label("keyed_by")]
-    joined = per_address.join(ADDRESSES, a.id == per_address.c.source_id
-                              if "source_id" in per_address.c else a.ip == per_address.c.ip)
-    messages = func.sum(per_address.c.messages)
-    ranking = [*keys, messages.label("messages"), func.count().over().label("group_count"),
-               func.sum(messages).over().label("all_messages"),
-               func.sum(func.sum(per_address.c.records)).over().label("all_records")]
-    shared = []
-    for name in IDENTITY:  # null where the addresses differ, or one is not identified
-        same = and_(func.min(a[name]) == func.max(a[name]), func.count(a[name]) == func.count(),
-                    func.count(a.identified_at) == func.count())
-        shared.append(case((same, func.min(a[name]))).label(name))
-    details = [func.sum(per_address.c.records).label("records"),
-               *(func.sum(per_address.c[name]).label(name) for name in sums),
-               func.count(func.distinct(case((a.ip != "", a.id)))).label("sources"), *shared]
-    if limit is None or conn.dialect.name != "sqlite":  # one pass
-        return conn.execute(select(*ranking, *details).select_from(joined).group_by(*keys)
-                            .order_by(messages.desc(), *keys[:-1]).limit(limit)).all()
-    ranked = conn.execute(select(*ranking).select_from(joined).group_by(*keys)
-                          .order_by(messages.desc(), *keys[:-1]).limit(limit)).all()
-    if not ranked:
-        return ranked
-    page = [*([per_address.c.domain.in_({row.domain for row in ranked})] if by_domain else []),
-            group_key.in_({row.group_key for row in ranked})]
-    found = {tuple(row[:len(keys)]): row for row in conn.execute(
-        select(*keys, *details).select_from(joined).where(*page).group_by(*keys))}
-    # a group whose addresses were named between the two statements is not found again:
-    # left out of this page, back in the next
-    return [_Row({**row._asdict(), **found[key]._asdict()}) for row in ranked
-            if (key := tuple(row[:len(keys)])) in found]
-
-
-class _Row(dict[str, Any]):
-    """A ranking row and its details, read as the one-pass query's rows are."""
-
-    __slots__ = ()
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(name) from None
 
 
 def _group_fields(row: Any) -> dict[str, Any]:

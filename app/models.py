@@ -20,6 +20,7 @@ from sqlalchemy import (
     LargeBinary,
     Table,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
@@ -430,10 +431,20 @@ class ReportSourceClasses(SQLModel, table=True):
 
     Keyed by the address's id, not its text, and (on SQLite) stored in key order: the pages
     read every row of the window's reports and join each to its address, and an integer key
-    read in place is several times cheaper there than a string looked up through an index."""
+    read in place is several times cheaper there than a string looked up through an index.
+
+    Each row also keeps its address's group and identity as they were when it was judged
+    (ingest.address_group), so the forwarding page ranks a month of rows by sender without
+    looking each address up. A row judged before its address was identified has none (NULL)
+    until ingest.address_group fills it; the partial index holds exactly those rows, usually
+    none. An address whose identity changes has its reports judged again."""
 
     __tablename__ = "report_source_classes"
-    __table_args__ = ({"sqlite_with_rowid": False},)
+    __table_args__ = (
+        Index("ix_report_source_classes_ungrouped", "report_id", "source_id",
+              sqlite_where=text("group_key IS NULL"), postgresql_where=text("group_key IS NULL")),
+        {"sqlite_with_rowid": False},
+    )
 
     # no foreign keys: see RecordVerdict
     report_id: int = Field(primary_key=True, description="aggregate_report.id")
@@ -443,3 +454,9 @@ class ReportSourceClasses(SQLModel, table=True):
     messages: int = Field(default=0, sa_type=BigInteger)
     records: int = 0
     dmarc_pass: int = Field(default=0, sa_type=BigInteger, description="messages the receiver passed")
+    group_key: str | None = Field(default=None, max_length=255,
+                                  description="the sender identification named, else the address")
+    keyed_by: str | None = Field(default=None, max_length=8, description="sender or ip")
+    sender: str | None = Field(default=None, max_length=255)
+    service: str | None = Field(default=None, max_length=128)
+    service_type: str | None = Field(default=None, max_length=24)

@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import Engine, select, update
 from sqlalchemy.engine import Connection
 
+from ingest.address_group import fill_address_groups
 from ingest.cyclic_gc import cyclic_gc_paused
 from ingest.dbapi_rows import fetch_rows, placeholder
 from ingest.dns_source import DnsSource
@@ -41,9 +42,11 @@ _SCRATCH_COLUMNS = ("id INTEGER PRIMARY KEY, sender VARCHAR(255), service VARCHA
                     "reverse_dns VARCHAR(16), base_domain VARCHAR(255), asn INTEGER, as_name VARCHAR(255), "
                     "country VARCHAR(2)")
 
-PendingSource = tuple[int, str, bytes | None, str | None, bool]
-"""A source to identify: id, address, packed address, its service type so far and whether it was
-identified before (a plain row: a hundred thousand of them are read at once)."""
+KnownIdentity = tuple[str | None, str | None, str | None]
+"""sender, service and service type, as identification last wrote them"""
+PendingSource = tuple[int, str, bytes | None, KnownIdentity | None]
+"""A source to identify: id, address, packed address, and what it was identified as before (None
+if never: a plain row, as a hundred thousand of them are read at once)."""
 
 
 @dataclass(slots=True)
@@ -52,7 +55,13 @@ class EnrichmentStats:
     matched: int = 0
     """sources a catalogue rule named"""
     retyped: int = 0
-    """sources whose service type changed, whose reports were made due again"""
+    """sources whose service type changed"""
+    regrouped: int = 0
+    """sources whose identity (sender, service or type) changed, whose reports were made due
+    again: their verdicts' classes may depend on the type, and their per-address rows keep
+    the identity (ingest.address_group)"""
+    grouped_rows: int = 0
+    """per-address class rows judged before their address was identified, given its group"""
     seconds: float = 0.0
 
     @property
@@ -94,10 +103,14 @@ def identify_sources(engine: Engine, dns: DnsSource, catalogue: SenderCatalogue,
             dkim, envelope = dkim_domains.get, envelope_domains.get
             identities = [identity_row(reverse(ip), network(ip), include_service(ip), dkim(source_id, ()),
                                        envelope(source_id, ()), lookups)
-                          for source_id, ip, _, _, _ in batch]
-            stats.retyped += _store(engine, batch, identities, when)
+                          for source_id, ip, _, _ in batch]
+            retyped, regrouped = _store(engine, batch, identities, when)
+            stats.retyped += retyped
+            stats.regrouped += regrouped
             stats.sources += len(batch)
             stats.matched += sum(1 for identity in identities if identity[1])
+        with engine.begin() as conn:  # rows judged before their address was identified, if any
+            stats.grouped_rows = fill_address_groups(conn)
     stats.seconds = time.perf_counter() - started
     return stats
 
@@ -122,12 +135,13 @@ def _pending(conn: Connection, everything: bool, identified_before: datetime | N
             parameters.append(stamp(identified_before) if stamp else identified_before)
             where += " OR identified_at < " + mark
         where += ")"
-    sql = (f"SELECT id, ip, packed, service_type, identified_at IS NOT NULL FROM {ADDRESSES.name} "
-           f"WHERE {where} ORDER BY id")
+    sql = (f"SELECT id, ip, packed, sender, service, service_type, identified_at IS NOT NULL "
+           f"FROM {ADDRESSES.name} WHERE {where} ORDER BY id")
     if limit is not None:
         sql += f" LIMIT {int(limit)}"
-    return [(source_id, ip, packed, service_type, bool(identified))
-            for source_id, ip, packed, service_type, identified in fetch_rows(conn, sql, parameters)]
+    return [(source_id, ip, packed, (sender, service, service_type) if identified else None)
+            for source_id, ip, packed, sender, service, service_type, identified
+            in fetch_rows(conn, sql, parameters)]
 
 
 def _seen_domains(conn: Connection, first_id: int, last_id: int
@@ -159,14 +173,15 @@ def _seen_domains(conn: Connection, first_id: int, last_id: int
 
 
 def _store(engine: Engine, batch: Sequence[PendingSource], identities: Sequence[IdentityRow],
-           when: datetime) -> int:
-    """Write the batch's identities through the DB-API cursor; make the judged reports of retyped
-    sources due again."""
+           when: datetime) -> tuple[int, int]:
+    """Write the batch's identities through the DB-API cursor; make the judged reports of
+    sources whose identity changed due again. (Retyped, regrouped) sources."""
     if not identities:
-        return 0
-    retyped = [packed for (_, _, packed, service_type, identified), identity
+        return 0, 0
+    changed = [(packed, known[2] != identity[2]) for (_, _, packed, known), identity
                in zip(batch, identities, strict=True)
-               if identified and service_type != identity[2] and packed]
+               if known is not None and known != identity[:3] and packed]
+    regrouped = [packed for packed, _ in changed]
     with engine.begin() as conn:
         stamp = ADDRESSES.c.identified_at.type.bind_processor(conn.dialect)
         at = stamp(when) if stamp else when
@@ -178,12 +193,12 @@ def _store(engine: Engine, batch: Sequence[PendingSource], identities: Sequence[
                 _update_each(cursor, placeholder(conn.dialect), batch, identities, at)
         finally:
             cursor.close()
-        for start in range(0, len(retyped), 500):
-            chunk = retyped[start:start + 500]
+        for start in range(0, len(regrouped), 500):
+            chunk = regrouped[start:start + 500]
             conn.execute(update(REPORTS).where(REPORTS.c.id.in_(
                 select(RECORDS.c.report_id).where(RECORDS.c.source_ip_packed.in_(chunk))))
                 .values(verdicts_at=None))
-    return len(retyped)
+    return sum(1 for _, retyped in changed if retyped), len(regrouped)
 
 
 def _update_each(cursor: Any, mark: str, batch: Sequence[PendingSource], identities: Sequence[IdentityRow],

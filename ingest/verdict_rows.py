@@ -29,6 +29,7 @@ from app.models import (
     SourceAddress,
 )
 from app.models import table_of as _table_of
+from ingest.address_group import GROUP_COLUMNS, address_group
 from ingest.dbapi_rows import fetch_rows, placeholder
 from ingest.record_verdict import DkimAuth, RecordFacts, SpfAuth, Verdict
 
@@ -40,7 +41,11 @@ VERDICT_COLUMNS = ("report_id", "record_no", "record_class", "dmarc", "spf_align
                    "dns_as_of", "computed_at")
 TOTAL_COLUMNS = ("report_id", "record_class", "messages", "records")
 SOURCE_COLUMNS = ("report_id", "source_id", "record_class", "broken_domain", "messages", "records",
-                  "dmarc_pass")
+                  "dmarc_pass", *GROUP_COLUMNS)
+COPIED_SOURCE_COLUMNS = ("report_id", "record_class", "broken_domain", "messages", "records", "dmarc_pass",
+                         "source_id", *GROUP_COLUMNS)
+"""as the COPY text is laid out: each address's part (its id and group) is rendered once"""
+UNGROUPED = (None,) * len(GROUP_COLUMNS)
 ADDRESSES = _table_of(SourceAddress)
 
 ADDRESS_CHUNK = 5000
@@ -179,35 +184,45 @@ class VerdictWriter:
         return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({markers})"
 
     def _write_sources(self, cursor: Any, sources: list[tuple[int, str, str, str, int, int, int]]) -> None:
-        """The batch's address ids in one query (SQLite: a few), then the rows as they are:
-        looking each row's id up inside its own INSERT ... SELECT made a batch's write about a
-        tenth slower on SQLite, and judging 40% slower on PostgreSQL, which takes them by COPY."""
+        """The batch's addresses (id, group and identity) in one query (SQLite: a few), then the
+        rows as they are: looking each row's id up inside its own INSERT ... SELECT made a
+        batch's write about a tenth slower on SQLite, and judging 40% slower on PostgreSQL,
+        which takes them by COPY."""
         if not sources:
             return
-        address_ids = self._address_ids(cursor, sorted({row[1] for row in sources}))
+        addresses = self._addresses(cursor, sorted({row[1] for row in sources}))
         if self._copy:
-            data = "".join(f"{report_id}\t{address_ids[ip]}\t{_copy_field(record_class)}\t"
-                           f"{_copy_field(broken)}\t{messages}\t{records}\t{passed}\n"
+            texts = {ip: "\t".join(map(_copy_field, (source_id, *group)))
+                     for ip, (source_id, group) in addresses.items()}
+            data = "".join(f"{report_id}\t{_copy_field(record_class)}\t{_copy_field(broken)}\t{messages}\t"
+                           f"{records}\t{passed}\t{texts[ip]}\n"
                            for report_id, ip, record_class, broken, messages, records, passed in sources
-                           if ip in address_ids)
-            with cursor.copy(f"COPY {SOURCE_CLASSES.name} ({', '.join(SOURCE_COLUMNS)}) FROM STDIN") as copy:
+                           if ip in texts)
+            columns = ", ".join(COPIED_SOURCE_COLUMNS)
+            with cursor.copy(f"COPY {SOURCE_CLASSES.name} ({columns}) FROM STDIN") as copy:
                 copy.write(data)
             return
         cursor.executemany(self._insert(SOURCE_CLASSES.name, SOURCE_COLUMNS), [
-            (report_id, address_ids[ip], record_class, broken, messages, records, passed)
+            (report_id, addresses[ip][0], record_class, broken, messages, records, passed, *addresses[ip][1])
             for report_id, ip, record_class, broken, messages, records, passed in sources
-            if ip in address_ids])
+            if ip in addresses])
 
-    def _address_ids(self, cursor: Any, addresses: list[str]) -> dict[str, int]:
+    def _addresses(self, cursor: Any, addresses: list[str]) -> dict[str, tuple[int, tuple[str | None, ...]]]:
+        """Each address's id and its group's values (all None when not identified yet)."""
+        columns = f"ip, id, identified_at IS NOT NULL, sender, service, service_type FROM {ADDRESSES.name}"
+        rows: list[tuple[Any, ...]] = []
         if self._copy:
-            cursor.execute(f"SELECT ip, id FROM {ADDRESSES.name} WHERE ip = ANY(%s)", (addresses,))
-            return dict(cursor.fetchall())
-        found: dict[str, int] = {}
-        for start in range(0, len(addresses), ADDRESS_CHUNK):
-            chunk = addresses[start:start + ADDRESS_CHUNK]
-            cursor.execute(f"SELECT ip, id FROM {ADDRESSES.name} WHERE ip IN ({', '.join('?' * len(chunk))})",
-                           chunk)
-            found.update(cursor.fetchall())
+            cursor.execute(f"SELECT {columns} WHERE ip = ANY(%s)", (addresses,))
+            rows = cursor.fetchall()
+        else:
+            for start in range(0, len(addresses), ADDRESS_CHUNK):
+                chunk = addresses[start:start + ADDRESS_CHUNK]
+                cursor.execute(f"SELECT {columns} WHERE ip IN ({', '.join('?' * len(chunk))})", chunk)
+                rows += cursor.fetchall()
+        found: dict[str, tuple[int, tuple[str | None, ...]]] = {}
+        for ip, source_id, identified, sender, service, service_type in rows:
+            group = address_group(ip, bool(identified), sender, service, service_type)
+            found[ip] = (source_id, group.values() if group else UNGROUPED)
         return found
 
     def _verdict(self, verdict: Verdict) -> tuple[Any, ...]:

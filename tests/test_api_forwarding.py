@@ -14,10 +14,11 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from sqlalchemy import update
+from sqlalchemy import Engine, select, update
 
 from app.api_tokens import Scope
-from app.models import RecordVerdict, SourceAddress, table_of
+from app.models import RecordVerdict, ReportSourceClasses, SourceAddress, table_of
+from ingest.address_group import fill_address_groups
 from ingest.dns_snapshot_store import record_answers
 from ingest.dns_source import DnsAnswer, DnsOutcome
 from ingest.limits import UnpackLimits
@@ -29,6 +30,7 @@ from tests.live_server import LiveServer
 NOV1 = datetime(2026, 11, 1, tzinfo=UTC)
 ADDRESSES = table_of(SourceAddress)
 VERDICTS = table_of(RecordVerdict)
+SOURCE_CLASSES = table_of(ReportSourceClasses)
 Signatures = list[tuple[str, str | None, str]]
 Identity = dict[str, str | None]
 FORWARDER: Identity = {"sender": "Example Forwarder", "service": "Example Forwarder",
@@ -92,6 +94,19 @@ REPORT_B = [
 
 @pytest.fixture
 def client(live_server: LiveServer, tmp_path: Path) -> httpx.Client:
+    judge(live_server, tmp_path, identified_first=True)
+    return live_server.client(Scope.READ)
+
+
+def identify(engine: Engine) -> None:
+    with engine.begin() as conn:
+        for ip, identity in IDENTITIES.items():
+            conn.execute(update(ADDRESSES).where(ADDRESSES.c.ip == ip).values(**identity, identified_at=NOV1))
+
+
+def judge(live_server: LiveServer, tmp_path: Path, identified_first: bool) -> None:
+    """Reports A and B stored, the DNS of their time recorded and every record judged; the
+    sources identified before judging, as `rua serve` does, or after."""
     engine = live_server.engine
     pipeline = IngestPipeline(engine, live_server.data_dir, UnpackLimits())
     for name, records, org, first in (("a", REPORT_A, "google.com", 1), ("b", REPORT_B, "Microsoft", 3)):
@@ -106,8 +121,8 @@ def client(live_server: LiveServer, tmp_path: Path) -> httpx.Client:
             DnsAnswer("s1._domainkey.example.com", "TXT", DnsOutcome.ANSWER, (key_record(),)),
             DnsAnswer("gone._domainkey.example.com", "TXT", DnsOutcome.NXDOMAIN),
         ], NOV1 - timedelta(days=30))
-        for ip, identity in IDENTITIES.items():
-            conn.execute(update(ADDRESSES).where(ADDRESSES.c.ip == ip).values(**identity, identified_at=NOV1))
+    if identified_first:
+        identify(engine)
     recompute(engine)
     with engine.connect() as conn:  # the classes the figures below are reckoned from
         classes = sorted(conn.execute(VERDICTS.select().with_only_columns(
@@ -115,7 +130,6 @@ def client(live_server: LiveServer, tmp_path: Path) -> httpx.Client:
     assert [row.record_class for row in classes] == [
         "aligned", "forwarded", "forwarding_failure", "forwarding_failure", "forwarding_failure",
         "misconfigured", "unauthorised", "forwarded", "forwarding_failure", "forwarding_failure"]
-    return live_server.client(Scope.READ)
 
 
 def get(client: httpx.Client, **params: Any) -> Any:
@@ -181,6 +195,53 @@ def test_broken_signatures_are_only_changes_in_transit(client: httpx.Client) -> 
     assert broken(limited) == broken(answer)[:1] and limited["broken_signatures_total"] == 2
     assert limited["broken_signatures"][0] == answer["broken_signatures"][0]
     assert limited["totals"]["broken_signatures"] == answer["totals"]["broken_signatures"]
+
+
+def ungrouped(engine: Engine) -> list[str]:
+    """The addresses of the judge's per-address rows that hold no group of their own."""
+    with engine.connect() as conn:
+        return sorted(set(conn.execute(select(ADDRESSES.c.ip).join_from(
+            SOURCE_CLASSES, ADDRESSES, ADDRESSES.c.id == SOURCE_CLASSES.c.source_id)
+            .where(SOURCE_CLASSES.c.group_key.is_(None))).scalars()))
+
+
+def test_sources_identified_after_judging(live_server: LiveServer, tmp_path: Path) -> None:
+    """Rows judged before their addresses were identified keep no group: they are grouped
+    through their addresses as they are now, until identification gives them theirs (or, named
+    otherwise later, they are judged again). The answer is the same at every step."""
+    judge(live_server, tmp_path, identified_first=False)
+    engine, client = live_server.engine, live_server.client(Scope.READ)
+    everyone = ["192.0.2.10", "192.0.2.50", "198.51.100.1", "198.51.100.2", "203.0.113.5", "203.0.113.9",
+                "209.85.220.41", "233.252.0.1"]
+    assert ungrouped(engine) == everyone
+    # forwarding classes need the forwarder's type: judged unidentified, R2 and R2b are not forwarded
+    identify(engine)
+    recompute(engine, everything=True)
+    with engine.begin() as conn:  # as if judged just before identification, and not since
+        conn.execute(update(SOURCE_CLASSES).values(group_key=None, keyed_by=None, sender=None, service=None,
+                                                   service_type=None))
+    expected = [("Example Forwarder", "sender", 35, 25, 10, 2), ("Google", "sender", 7, 0, 7, 1),
+                ("203.0.113.5", "ip", 4, 0, 4, 1), ("203.0.113.9", "ip", 3, 0, 3, 1)]
+    expected_broken = [("example.com", "Example Forwarder", 8, 1), ("example.com", "Google", 7, 1)]
+    before = get(client)
+    assert (forwarders(before), broken(before)) == (expected, expected_broken)
+    assert before["forwarders"][0]["service_type"] == "forwarder"
+    assert before["forwarders"][2]["sender"] is None
+    limited = get(client, limit=1)
+    assert forwarders(limited) == expected[:1] and limited["forwarders_total"] == 4
+
+    with engine.begin() as conn:
+        assert fill_address_groups(conn) == 8  # the six identified addresses, two in both reports
+        assert fill_address_groups(conn) == 0
+    assert ungrouped(engine) == ["203.0.113.5", "203.0.113.9"]  # not identified yet
+    s = SOURCE_CLASSES.c
+    with engine.connect() as conn:
+        kept = conn.execute(select(s.group_key, s.keyed_by, s.sender)
+                            .join_from(SOURCE_CLASSES, ADDRESSES, ADDRESSES.c.id == s.source_id)
+                            .where(ADDRESSES.c.ip == "233.252.0.1")).one()
+    assert tuple(kept) == ("233.252.0.1", "ip", "unknown")  # `unknown` is no group: the address is
+    assert get(client) == before
+    assert get(client, limit=1) == limited
 
 
 def test_filters_change_every_part(client: httpx.Client) -> None:

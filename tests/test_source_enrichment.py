@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import select
 
 from app.api_tokens import Scope
-from app.models import Report, SourceAddress, table_of
+from app.models import Report, ReportSourceClasses, SourceAddress, table_of
 from ingest.dns_resolver import LiveResolver
 from ingest.limits import UnpackLimits
 from ingest.pipeline import IngestPipeline
@@ -30,13 +30,15 @@ from tests.live_server import LiveServer
 
 ADDRESSES = table_of(SourceAddress)
 REPORTS = table_of(Report)
+SOURCE_CLASSES = table_of(ReportSourceClasses)
 BEGIN = datetime(2026, 11, 2, tzinfo=UTC)
 
 
-def catalogue_file(path: Path, relay: str, esp: str, relay_type: str = "forwarder") -> Path:
+def catalogue_file(path: Path, relay: str, esp: str, relay_type: str = "forwarder",
+                   relay_name: str = "Test Relay") -> Path:
     path.write_text(f'''
 [[service]]
-name = "Test Relay"
+name = "{relay_name}"
 type = "{relay_type}"
 ptr_domains = ["{relay}"]
 
@@ -155,13 +157,38 @@ def test_a_known_forwarder_makes_failing_mail_a_forwarding_failure(world):
     catalogue = SenderCatalogue.load(catalogue_file(world["server"].data_dir / "senders.toml", world["relay"],
                                                     world["esp"], relay_type="esp"))
     stats = identify_sources(world["engine"], TtlCache(world["live"]), catalogue, everything=True)
-    assert (stats.sources, stats.retyped) == (7, 2)  # the relay and the liar
-    with world["engine"].connect() as conn:
-        assert conn.execute(select(REPORTS.c.verdicts_at).where(REPORTS.c.id == world["report_id"])
-                            ).scalar_one() is None
+    assert (stats.sources, stats.retyped, stats.regrouped) == (7, 2, 2)  # the relay and the liar
+    assert judged_again(world)
     recompute(world["engine"])
     records = get(client, "/api/v1/records", source_ip=world["ips"]["relay"])["items"]
     assert records[0]["verdict"]["class"] == "unauthorised"
+    assert kept_group(world, "relay") == ("Test Relay", "sender", "Test Relay", "esp")
+
+    # then renames it: the same type, but the per-address rows keep the name, so judged again
+    catalogue = SenderCatalogue.load(catalogue_file(world["server"].data_dir / "senders.toml", world["relay"],
+                                                    world["esp"], relay_type="esp", relay_name="Relay Inc"))
+    stats = identify_sources(world["engine"], TtlCache(world["live"]), catalogue, everything=True)
+    assert (stats.retyped, stats.regrouped) == (0, 2)
+    assert judged_again(world)
+    recompute(world["engine"])
+    assert kept_group(world, "relay") == ("Relay Inc", "sender", "Relay Inc", "esp")
+    stats = identify_sources(world["engine"], TtlCache(world["live"]), catalogue, everything=True)
+    assert (stats.retyped, stats.regrouped) == (0, 0) and not judged_again(world)
+
+
+def judged_again(world: dict[str, Any]) -> bool:
+    with world["engine"].connect() as conn:
+        return conn.execute(select(REPORTS.c.verdicts_at).where(REPORTS.c.id == world["report_id"])
+                            ).scalar_one() is None
+
+
+def kept_group(world: dict[str, Any], name: str) -> tuple[Any, ...]:
+    """The group and identity the judge kept on the address's per-address class row."""
+    s = SOURCE_CLASSES.c
+    with world["engine"].connect() as conn:
+        return tuple(conn.execute(select(s.group_key, s.keyed_by, s.service, s.service_type)
+                                  .join_from(SOURCE_CLASSES, ADDRESSES, ADDRESSES.c.id == s.source_id)
+                                  .where(ADDRESSES.c.ip == world["ips"][name])).one())
 
 
 def get(client: httpx.Client, path: str, **params: Any) -> Any:
