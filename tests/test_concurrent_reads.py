@@ -68,3 +68,18 @@ def test_reads_take_turns_when_the_pool_has_one_connection(database_url: str) ->
             == [1, 1, 1]
     finally:
         small.dispose()
+
+
+def test_reads_of_equal_weight_run_without_parallel_workers(engine: Engine) -> None:
+    """On PostgreSQL, `parallel_workers=False` holds for the reads themselves only: the
+    connections go back to the pool with the server's own setting."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("parallel workers are PostgreSQL's")
+
+    def workers(conn: Connection) -> str:
+        return str(conn.execute(text("SHOW max_parallel_workers_per_gather")).scalar_one())
+
+    default = read_concurrently(engine, workers)[0]
+    assert default != "0"
+    assert read_concurrently(engine, workers, workers, parallel_workers=False) == ["0", "0"]
+    assert read_concurrently(engine, *[workers] * 10) == [default] * 10  # every pooled connection

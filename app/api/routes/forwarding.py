@@ -61,10 +61,11 @@ def read_forwarding(request: Request, engine: EngineDep, _: ReadAccess, flt: Rec
 
 def forwarding_answer(engine: Engine, flt: RecordFilter, shown: int) -> ForwardingOut:
     """The JSON answer, which the dashboard's forwarding page shows too; its three parts are
-    read at the same time (app.concurrent_reads)."""
+    read at the same time (app.concurrent_reads), the two rankings, of about equal weight,
+    without parallel workers of their own."""
     found, (broken, broken_groups), totals = read_concurrently(
         engine, lambda conn: forwarders(conn, flt, shown), lambda conn: broken_signatures(conn, flt, shown),
-        lambda conn: forwarding_totals(conn, flt))
+        lambda conn: forwarding_totals(conn, flt), parallel_workers=False)
     return ForwardingOut(
         window=Window(since=flt.window.since, until=flt.window.until),
         totals=ForwardingTotals(messages=totals.messages,
