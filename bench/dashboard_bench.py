@@ -67,6 +67,9 @@ def prepare(url: str, workdir: Path, args: argparse.Namespace) -> None:
     judged = recompute(engine, everything=True, workers=2)
     log(f"identified {identified.sources:,} sources, judged {judged.records:,} records")
     create_user(engine, "bench", PASSWORD)
+    if engine.dialect.name == "postgresql":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("VACUUM ANALYZE")  # what autovacuum does soon after a bulk load
     engine.dispose()
 
 
