@@ -20,6 +20,7 @@ from app.concurrent_reads import Read, read_concurrently
 from app.grouped_query import Group, group_of, grouped, records_sums, totals_sums
 from app.models import ReportClassTotals, ReportSourceClasses, table_of
 from app.record_filter import ADDRESSES, RECORDS, REPORTS, SOURCE_TOTALS, VERDICTS, RecordFilter
+from app.sender_ranking import judged_rows
 from app.summary_query import Tally
 from ingest.record_class import RecordClass
 from ingest.source_enrichment import IDENTITY_COLUMNS
@@ -201,11 +202,16 @@ def _classes(conn: Connection, flt: RecordFilter, by: SourceGrouping,
     if not flt.has_record_filters:
         s = SOURCE_CLASSES.c
         # one row per group, a sum per class (grouping by class too costs a third more)
-        per_class = [func.sum(case((s.record_class == name, s.messages), else_=0)) for name in RecordClass]
-        judged = (select(key.label("k"), *per_class)
-                  .select_from(SOURCE_CLASSES.join(ADDRESSES, ADDRESSES.c.id == s.source_id))
-                  .where(source_classes_in_window(flt), key.in_(keys))
-                  .group_by(key))
+        if by == "service":  # the sender each row keeps: no address looked up (app.sender_ranking)
+            rows = judged_rows([s.record_class, s.messages], [source_classes_in_window(flt)])
+            row_key = case((rows.c.identified == 1, func.coalesce(rows.c.sender, UNKNOWN)), else_=PENDING)
+            judged = (select(row_key.label("k"), *_per_class(rows.c.record_class, rows.c.messages))
+                      .where(row_key.in_(keys)).group_by(row_key))
+        else:
+            judged = (select(key.label("k"), *_per_class(s.record_class, s.messages))
+                      .select_from(SOURCE_CLASSES.join(ADDRESSES, ADDRESSES.c.id == s.source_id))
+                      .where(source_classes_in_window(flt), key.in_(keys))
+                      .group_by(key))
         for k, *sums in conn.execute(judged):
             found[k].update((str(name), int(m)) for name, m in zip(RecordClass, sums, strict=True) if m)
         never_judged = never_judged_reports(conn, flt)
@@ -230,3 +236,7 @@ def _classes(conn: Connection, flt: RecordFilter, by: SourceGrouping,
     for row in conn.execute(query):
         found[row.k][row.c] = int(row.m or 0)
     return found
+
+
+def _per_class(record_class: ColumnElement[str], messages: ColumnElement[int]) -> list[ColumnElement[Any]]:
+    return [func.sum(case((record_class == name, messages), else_=0)) for name in RecordClass]

@@ -229,6 +229,10 @@ def test_sources_identified_after_judging(live_server: LiveServer, tmp_path: Pat
     assert before["forwarders"][2]["sender"] is None
     limited = get(client, limit=1)
     assert forwarders(limited) == expected[:1] and limited["forwarders_total"] == 4
+    services = services_classes(client)  # the sources page reads the classes the same way
+    assert services["Example Forwarder"] == {"forwarded": 25, "forwarding_failure": 10}
+    assert services["unknown"] == {"unauthorised": 9}
+    assert services["pending"] == {"forwarding_failure": 7}  # 203.0.113.5 and .9: not identified
 
     with engine.begin() as conn:
         assert fill_address_groups(conn) == 8  # the six identified addresses, two in both reports
@@ -242,6 +246,14 @@ def test_sources_identified_after_judging(live_server: LiveServer, tmp_path: Pat
     assert tuple(kept) == ("233.252.0.1", "ip", "unknown")  # `unknown` is no group: the address is
     assert get(client) == before
     assert get(client, limit=1) == limited
+    assert services_classes(client) == services
+
+
+def services_classes(client: httpx.Client) -> dict[str, dict[str, int]]:
+    response = client.get("/api/v1/sources", params={"group": "service"})
+    assert response.status_code == 200, response.text
+    return {item["key"]: {name: messages for name, messages in item["classes"].items() if messages}
+            for item in response.json()["items"]}
 
 
 def test_filters_change_every_part(client: httpx.Client) -> None:
