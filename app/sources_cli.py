@@ -20,7 +20,7 @@ def identify(
     workers: Annotated[int, typer.Option(help="Reverse DNS lookups at once.")] = 16,
 ) -> None:
     """Look up reverse DNS, network and catalogue service of the source addresses, then make the
-    reports whose sources changed type due for judging (`rua align`)."""
+    reports whose sources changed identity (sender, service or type) due for judging (`rua align`)."""
     from datetime import UTC, datetime, timedelta
 
     from app.cli import _ready_engine, _settings
@@ -38,7 +38,7 @@ def identify(
         err.print(f"looked up {looked} catalogued SPF include(s)", highlight=False)
     stats = identify_sources(engine, TtlCache(live), catalogue, everything=everything, workers=workers)
     print(f"{stats.sources} source addresses identified ({stats.matched} by the sender catalogue, "
-          f"{stats.retyped} changed type) in {stats.seconds:.1f} s")
+          f"{stats.retyped} changed type, {stats.regrouped} changed identity) in {stats.seconds:.1f} s")
 
 
 @sources_cli.command("show")

@@ -126,8 +126,12 @@ def cycle(engine: Engine, live: DnsSource, configured: Sequence[str], interval: 
         found = identify_sources(engine, reverse or live, catalogue, stale_after=IDENTITY_REFRESH,
                                  limit=IDENTIFY_PER_CYCLE)
         if found.sources:
-            log.info("identified %d source addresses (%d by the sender catalogue, %d changed type) in %.1f s",
-                     found.sources, found.matched, found.retyped, found.seconds)
+            log.info("identified %d source addresses (%d by the sender catalogue, %d changed type, "
+                     "%d changed identity) in %.1f s", found.sources, found.matched, found.retyped,
+                     found.regrouped, found.seconds)
+        if found.grouped_rows:
+            log.info("gave %d per-address rows judged before identification their sender group",
+                     found.grouped_rows)
     stats = recompute(engine)
     if stats.records:
         log.info("judged %d records of %d reports in %.1f s", stats.records, stats.reports, stats.seconds)
