@@ -152,10 +152,10 @@ def forwarders(conn: Connection, flt: RecordFilter, limit: int | None) -> Rankin
     if not flt.has_record_filters:  # the per-address class rows answer, without the records
         s = SOURCE_CLASSES.c
         # the rows themselves, summed once by sender (summing per address first costs more)
-        rows = judged_rows([s.messages, s.records,
-                            case((s.record_class == FORWARDED, s.messages), else_=0).label(FORWARDED),
-                            case((s.record_class == FORWARDING_FAILURE, s.messages), else_=0)
-                            .label(FORWARDING_FAILURE), s.dmarc_pass],
+        rows = judged_rows(conn, [s.messages, s.records,
+                                  case((s.record_class == FORWARDED, s.messages), else_=0).label(FORWARDED),
+                                  case((s.record_class == FORWARDING_FAILURE, s.messages), else_=0)
+                                  .label(FORWARDING_FAILURE), s.dmarc_pass],
                            [source_classes_in_window(flt), s.record_class.in_(FORWARDING_CLASSES)])
         return _forwarders(conn, rows, limit, two_steps=True)
     messages = func.coalesce(RECORDS.c["count"], 0)
@@ -223,7 +223,7 @@ def broken_signatures(conn: Connection, flt: RecordFilter,
         per_address, two_steps = address_rows(summed), conn.dialect.name == "sqlite"
     else:  # the judge wrote each record's broken d= into its per-address class row
         s = SOURCE_CLASSES.c
-        per_address = judged_rows([s.broken_domain.label("domain"), s.messages, s.records],
+        per_address = judged_rows(conn, [s.broken_domain.label("domain"), s.messages, s.records],
                                   [source_classes_in_window(flt), s.record_class == FORWARDING_FAILURE,
                                    s.broken_domain != ""])
         two_steps = True

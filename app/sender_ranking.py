@@ -26,14 +26,19 @@ SOURCE_CLASSES = table_of(ReportSourceClasses)
 ADDRESSES = table_of(SourceAddress)
 
 
-def judged_rows(columns: Sequence[ColumnElement[Any]], where: Sequence[ColumnElement[bool]]) -> FromClause:
+def judged_rows(conn: Connection, columns: Sequence[ColumnElement[Any]],
+                where: Sequence[ColumnElement[bool]]) -> FromClause:
     """The judge's per-address class rows under `where`, with `columns` (over them) beside each
     row's group, identity and address."""
     s, a = SOURCE_CLASSES.c, ADDRESSES.c
     kept = (select(s.group_key, s.keyed_by, s.sender, s.service, s.service_type,
                    literal_column("1").label("identified"), s.source_id.label("source"), *columns)
             .where(*where, s.group_key.is_not(None)))
-    # judged before their address was identified: few or none, found through a partial index
+    # Rows judged before their address was identified: usually none, as a look in the partial
+    # index that holds only them shows. Where there are some, the window's rows are read
+    # twice (SQLite, with no statistics of the index's size, reads them by report again).
+    if conn.execute(select(s.report_id).where(s.group_key.is_(None)).limit(1)).first() is None:
+        return kept.subquery("address_rows")
     ungrouped = (select(*_group_now(), *columns).join_from(SOURCE_CLASSES, ADDRESSES, a.id == s.source_id)
                  .where(*where, s.group_key.is_(None)))
     return union_all(kept, ungrouped).subquery("address_rows")

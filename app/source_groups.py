@@ -203,7 +203,7 @@ def _classes(conn: Connection, flt: RecordFilter, by: SourceGrouping,
         s = SOURCE_CLASSES.c
         # one row per group, a sum per class (grouping by class too costs a third more)
         if by == "service":  # the sender each row keeps: no address looked up (app.sender_ranking)
-            rows = judged_rows([s.record_class, s.messages], [source_classes_in_window(flt)])
+            rows = judged_rows(conn, [s.record_class, s.messages], [source_classes_in_window(flt)])
             row_key = case((rows.c.identified == 1, func.coalesce(rows.c.sender, UNKNOWN)), else_=PENDING)
             judged = (select(row_key.label("k"), *_per_class(rows.c.record_class, rows.c.messages))
                       .where(row_key.in_(keys)).group_by(row_key))
