@@ -77,6 +77,9 @@ def fill_address_groups(conn: Connection) -> int:
         return select(column).where(by_id).scalar_subquery()
 
     identified = select(a.id).where(by_id, a.identified_at.is_not(None)).exists()
+    # looked for first, by reading: the UPDATE would take SQLite's write lock even to change nothing
+    if conn.execute(select(s.report_id).where(s.group_key.is_(None), identified).limit(1)).first() is None:
+        return 0
     filled = conn.execute(update(SOURCE_CLASSES)
                           .where(s.group_key.is_(None), identified)
                           .values({"group_key": of_address(key), "keyed_by": of_address(keyed_by),
