@@ -51,15 +51,21 @@ def _key(by: SourceGrouping) -> ColumnElement[Any]:
     a = ADDRESSES.c
     identified = a.identified_at.is_not(None)
     if by == "service":
-        return case((identified, func.coalesce(a.sender, UNKNOWN)), else_=PENDING)
+        return _named(identified, a.sender)
     if by == "base_domain":
-        return case((identified, func.coalesce(a.base_domain, UNKNOWN)), else_=PENDING)
+        return _named(identified, a.base_domain)
     if by == "asn":
         # the AS number where the network database has one, else its name: both name one AS
-        return case((identified, func.coalesce(cast(a.asn, String), a.as_name, UNKNOWN)), else_=PENDING)
+        return _named(identified, cast(a.asn, String), a.as_name)
     if by == "country":
-        return case((identified, func.coalesce(a.country, UNKNOWN)), else_=PENDING)
+        return _named(identified, a.country)
     return a.ip
+
+
+def _named(identified: ColumnElement[bool], *names: ColumnElement[Any]) -> ColumnElement[Any]:
+    """The first of `names` an identified address has, else `unknown`; `pending` before
+    identification."""
+    return case((identified, func.coalesce(*names, UNKNOWN)), else_=PENDING)
 
 
 def source_groups(engine: Engine, flt: RecordFilter, by: SourceGrouping, limit: int | None,
@@ -204,7 +210,7 @@ def _classes(conn: Connection, flt: RecordFilter, by: SourceGrouping,
         # one row per group, a sum per class (grouping by class too costs a third more)
         if by == "service":  # the sender each row keeps: no address looked up (app.sender_ranking)
             rows = judged_rows(conn, [s.record_class, s.messages], [source_classes_in_window(flt)])
-            row_key = case((rows.c.identified == 1, func.coalesce(rows.c.sender, UNKNOWN)), else_=PENDING)
+            row_key = _named(rows.c.identified == 1, rows.c.sender)
             judged = (select(row_key.label("k"), *_per_class(rows.c.record_class, rows.c.messages))
                       .where(row_key.in_(keys)).group_by(row_key))
         else:
