@@ -223,8 +223,44 @@ class NsdServer(ScriptedServer):
             self._script("nsd-reload.sh", str(self.directory))  # re-reads files by mtime, waits
             return
         args = [f"{zone}={want}" if want.isdigit() else zone for zone, want in self._pending.items()]
+        serving = self._serving_processes()
         self._script("nsd-reload.sh", "--no-wait", str(self.directory), *args)
         self._wait_pending(timeout)
+        self._wait_replaced(serving, timeout)
+
+    def _serving_processes(self) -> set[int]:
+        """The processes that answer queries: the leaves of NSD's process tree (its main
+        process forks one that forks the servers). A reload forks new servers; the old ones
+        go on answering from the shared socket until they have quit."""
+        main = self.pid or self._pid_from_file()
+        if main is None:
+            return set()
+        children: dict[int, list[int]] = {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                # "pid (comm) state ppid ...": comm may hold spaces, so split after its ")"
+                ppid = int(stat.read_text().rpartition(")")[2].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue  # gone meanwhile
+            children.setdefault(ppid, []).append(int(stat.parent.name))
+        leaves, stack = set(), list(children.get(main, []))
+        while stack:
+            pid = stack.pop()
+            if pid in children:
+                stack.extend(children[pid])
+            else:
+                leaves.add(pid)
+        return leaves
+
+    def _wait_replaced(self, serving: set[int], timeout: float) -> None:
+        """Until the servers of before the reload have quit, once the new ones answer: an old
+        one still answering made a test read a name of the zone as it was (seen under load).
+        Should they linger past `timeout` the reload stands as it is: NSD serves the change."""
+        deadline = time.monotonic() + timeout
+        while serving and time.monotonic() < deadline:
+            serving = {pid for pid in serving if _alive(pid)}
+            if serving:
+                time.sleep(0.005)
 
     def _wait_pending(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -294,3 +330,11 @@ def _matches(state: str, want: str) -> bool:
     if want == "GONE":
         return state in _GONE
     return state == want
+
+
+def _alive(pid: int) -> bool:
+    """Running, not exited (a zombie's /proc entry stays until its parent reaps it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
